@@ -1,0 +1,47 @@
+"""resource-guard: protect ASGI services as OAuth 2.0 resource servers.
+
+Verify bearer JWT access tokens locally against the issuer's JWKS, fast and safely.
+"""
+
+from ._models import AccessToken
+from ._verifier import TokenVerifier
+from .exceptions import (
+    ExpiredTokenError,
+    ImmatureTokenError,
+    InsufficientScopeError,
+    InvalidAudienceError,
+    InvalidClaimError,
+    InvalidIssuerError,
+    InvalidSignatureError,
+    InvalidTokenError,
+    InvalidTokenTypeError,
+    KeysUnavailableError,
+    MalformedTokenError,
+    ResourceGuardError,
+    TokenRequestError,
+    UnknownKeyError,
+    UnsupportedAlgorithmError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccessToken",
+    "ExpiredTokenError",
+    "ImmatureTokenError",
+    "InsufficientScopeError",
+    "InvalidAudienceError",
+    "InvalidClaimError",
+    "InvalidIssuerError",
+    "InvalidSignatureError",
+    "InvalidTokenError",
+    "InvalidTokenTypeError",
+    "KeysUnavailableError",
+    "MalformedTokenError",
+    "ResourceGuardError",
+    "TokenRequestError",
+    "TokenVerifier",
+    "UnknownKeyError",
+    "UnsupportedAlgorithmError",
+    "__version__",
+]

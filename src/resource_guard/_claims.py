@@ -1,0 +1,134 @@
+"""Pure claim checks: types first, then values. Each failure names the claim and the reason."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .exceptions import (
+    ExpiredTokenError,
+    ImmatureTokenError,
+    InvalidAudienceError,
+    InvalidClaimError,
+    InvalidIssuerError,
+    InvalidTokenTypeError,
+)
+
+ScopeMapper = Callable[[Mapping[str, Any]], Iterable[str]]
+"""Maps a token's claims to extra scopes (e.g. Temporal-style ``permissions``)."""
+
+RFC9068_CLAIMS = ("iss", "exp", "aud", "sub", "client_id", "iat", "jti")
+_ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "jwt"})
+_STRING_CLAIMS = ("sub", "jti", "client_id", "azp", "cid")
+_LAST_NUMERIC_DATE = 253402300799  # 9999-12-31T23:59:59Z: datetimes can hold it
+
+
+def _number(payload: Mapping[str, Any], claim: str) -> float | None:
+    value = payload.get(claim)
+    if value is None and claim not in payload:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidClaimError(claim, "is not a NumericDate (a JSON number of seconds)")
+    if not 0 <= value <= _LAST_NUMERIC_DATE:
+        raise InvalidClaimError(claim, "is out of range")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRules:
+    """What the claims of an acceptable token look like (built once per verifier)."""
+
+    issuer: str
+    audiences: frozenset[str]
+    leeway: float
+    required: tuple[str, ...] = ()
+    strict: bool = False
+
+    def check_type(self, typ: str | None) -> None:
+        """Accept access-token media types only (``at+jwt``, ``JWT``; absent unless strict)."""
+        if typ is None:
+            if self.strict:
+                raise InvalidTokenTypeError("the header has no 'typ' (RFC 9068 wants at+jwt)")
+            return
+        normalized = typ.lower().removeprefix("application/")
+        allowed = ("at+jwt",) if self.strict else _ACCESS_TOKEN_TYPES
+        if normalized not in allowed:
+            raise InvalidTokenTypeError(f"the header 'typ' {typ!r:.40} is not an access token")
+
+    def check(self, payload: Mapping[str, Any], now: float) -> tuple[float, float | None]:
+        """Check every claim rule at time ``now``; return ``(exp, nbf)`` for caching."""
+        exp = _number(payload, "exp")
+        if exp is None:
+            raise InvalidClaimError("exp", "is required")
+        nbf = _number(payload, "nbf")
+        iat = _number(payload, "iat")
+        for name in _STRING_CLAIMS:
+            if name in payload and not isinstance(payload[name], str):
+                raise InvalidClaimError(name, "is not a string")
+        for name in self.required:
+            if name not in payload:
+                raise InvalidClaimError(name, "is required")
+        if now > exp + self.leeway:
+            raise ExpiredTokenError()
+        if nbf is not None and now + self.leeway < nbf:
+            raise ImmatureTokenError("nbf", "lies in the future: the token is not valid yet")
+        if iat is not None and now + self.leeway < iat:
+            raise ImmatureTokenError("iat", "lies in the future: the token was issued later")
+        if payload.get("iss") != self.issuer:
+            raise InvalidIssuerError("iss", "does not name the expected issuer")
+        self._check_audience(payload.get("aud"))
+        return exp, nbf
+
+    def _check_audience(self, aud: object) -> None:
+        if isinstance(aud, str):
+            if aud in self.audiences:
+                return
+        elif isinstance(aud, list) and aud and all(isinstance(item, str) for item in aud):
+            if not self.audiences.isdisjoint(aud):
+                return
+        elif aud is not None:
+            raise InvalidAudienceError("aud", "is not a string or a list of strings")
+        else:
+            raise InvalidAudienceError("aud", "is required")
+        raise InvalidAudienceError("aud", "does not name this resource server")
+
+
+def _lookup(claims: Mapping[str, Any], name: str) -> object:
+    if name in claims or "." not in name:
+        return claims.get(name)
+    value: object = claims
+    for part in name.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeRules:
+    """Where a token's scopes come from: claims (dotted paths allowed) and a mapper."""
+
+    claims: Sequence[str] = ("scope", "scp")
+    mapper: ScopeMapper | None = None
+
+    def extract(self, payload: Mapping[str, Any]) -> frozenset[str]:
+        """The union of every configured scope source, as a frozenset."""
+        scopes: set[str] = set()
+        for name in self.claims:
+            value = _lookup(payload, name)
+            if value is None:
+                continue
+            if isinstance(value, str):
+                scopes.update(value.split())
+            elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+                scopes.update(value)
+            else:
+                raise InvalidClaimError(name, "is not a string or a list of strings")
+        if self.mapper is not None:
+            mapped = self.mapper(payload)
+            if isinstance(mapped, str):
+                raise TypeError("the scope mapper must return an iterable of scopes, not a str")
+            scopes.update(mapped)
+        return frozenset(scopes)

@@ -1,0 +1,311 @@
+"""The remote key source: discovery, JWKS fetching, refresh, cooldown and stale-if-error.
+
+Rules (docs/keys.md explains them for users):
+
+* Keys are fetched eagerly by :meth:`RemoteKeySource.start` and refreshed before they age
+  out, by a background task and on access, so no request waits on the IdP while usable
+  keys are cached.
+* An unknown ``kid`` triggers a refetch at most once per ``cooldown`` (failed attempts
+  count). Concurrent callers await the one fetch in flight; a caller's cancellation never
+  cancels it. Inside the cooldown an unknown ``kid`` is refused at once.
+* A failed refresh keeps the last good keys for ``max_stale`` seconds past their age, and
+  retries with jittered exponential backoff. A successful refresh that drops a key revokes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from ._fetch import MAX_DOCUMENT_BYTES, Document, FetchError, check_url, fetch_json
+from ._keyset import KeySet, VerificationKey
+from .exceptions import KeysUnavailableError, UnknownKeyError
+
+logger = logging.getLogger("resource_guard.jwks")
+
+REFRESH_AHEAD = 0.8
+"""Refresh once keys reach this fraction of their time to live."""
+MIN_TTL = 60.0
+MAX_BACKOFF = 300.0
+
+
+def _oauth_metadata_url(issuer: str) -> str:
+    """RFC 8414 §3: the well-known segment goes between the host and the issuer's path."""
+    parts = urlsplit(issuer)
+    path = "/.well-known/oauth-authorization-server" + parts.path.rstrip("/")
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+class RemoteKeySource:
+    """Verification keys of one issuer, fetched over HTTP and kept fresh."""
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        jwks_uri: str | None,
+        refresh_interval: float,
+        cooldown: float,
+        max_stale: float,
+        timeout: float,
+        http_client: httpx.AsyncClient | None,
+        allow_insecure_http: bool,
+        clock: Callable[[], float],
+        max_bytes: int = MAX_DOCUMENT_BYTES,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.issuer = issuer
+        self._configured_jwks_uri = jwks_uri
+        self._jwks_uri = jwks_uri
+        self._metadata: dict[str, Any] | None = None
+        self._refresh_interval = refresh_interval
+        self._cooldown = cooldown
+        self._max_stale = max_stale
+        self._timeout = timeout
+        self._max_bytes = max_bytes
+        self._allow_insecure_http = allow_insecure_http
+        self._clock = clock
+        self._jitter = jitter
+        self._given_client = http_client
+        self._own_client: httpx.AsyncClient | None = None
+
+        self.keys: KeySet | None = None
+        self.usable_until = -math.inf
+        self.refresh_due = -math.inf
+        self._fetched_at = -math.inf
+        self._last_attempt = -math.inf
+        self._retry_at = -math.inf
+        self._failures = 0
+        self.last_error: str | None = None
+        self.fetch_count = 0
+
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._inflight: asyncio.Task[bool] | None = None
+        self._refresher: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Fetch keys now (unless usable ones are cached) and keep them fresh in the background."""
+        self._bind_loop()
+        if self._clock() > self.usable_until:
+            await self._fetch_shared()
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.get_running_loop().create_task(
+                self._refresh_forever(), name="resource-guard-jwks-refresh"
+            )
+
+    async def aclose(self) -> None:
+        """Stop background work and close the HTTP client we own. Cached keys are kept."""
+        tasks = [task for task in (self._refresher, self._inflight) if task is not None]
+        self._refresher = self._inflight = None
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._own_client is not None:
+            client, self._own_client = self._own_client, None
+            await client.aclose()
+
+    def _bind_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # Tasks and connections belong to one event loop; a new loop starts afresh.
+            self._loop = loop
+            self._inflight = self._refresher = None
+            self._own_client = None
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._given_client is not None:
+            return self._given_client
+        if self._own_client is None:
+            self._own_client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        return self._own_client
+
+    # -- key lookup --------------------------------------------------------------------
+
+    async def get_key(self, kid: str | None, alg: str) -> VerificationKey:
+        """The key for this ``kid``/``alg``; may refetch once per cooldown for a new kid.
+
+        Raises UnknownKeyError, or KeysUnavailableError when no usable key set can be had.
+        """
+        now = self._clock()
+        keys = self.keys
+        if keys is None or now > self.usable_until:
+            return await self._select_after_fetch(kid, alg, now)
+        try:
+            key = keys.select(kid, alg)
+        except UnknownKeyError:
+            if self._inflight is None and (
+                now < self._last_attempt + self._cooldown or now < self._retry_at
+            ):
+                raise  # inside the cooldown: refuse at once, no queueing, no fetch
+            return await self._select_after_fetch(kid, alg, now)
+        if now >= self.refresh_due:
+            self.refresh_if_due(now)
+        return key
+
+    def refresh_if_due(self, now: float) -> None:
+        """Start a background refresh when keys near their age; never waits for it."""
+        if now >= self.refresh_due and self._inflight is None and now >= self._retry_at:
+            self._begin_fetch()
+
+    async def _select_after_fetch(self, kid: str | None, alg: str, now: float) -> VerificationKey:
+        self._bind_loop()
+        if self._inflight is None and now < self._retry_at and now > self.usable_until:
+            raise self._unavailable(now)
+        await self._fetch_shared()
+        keys = self.keys
+        if keys is None or self._clock() > self.usable_until:
+            raise self._unavailable(self._clock())
+        return keys.select(kid, alg)
+
+    def _unavailable(self, now: float) -> KeysUnavailableError:
+        retry_after = max(1.0, math.ceil(self._retry_at - now)) if self._retry_at > now else 1.0
+        reason = self.last_error or "no keys fetched yet"
+        return KeysUnavailableError(
+            f"no usable verification keys: {reason}", retry_after=retry_after
+        )
+
+    # -- fetching ----------------------------------------------------------------------
+
+    def _begin_fetch(self) -> asyncio.Task[bool]:
+        self._bind_loop()
+        if self._inflight is None:
+            self._last_attempt = self._clock()
+            task = asyncio.get_running_loop().create_task(
+                self._fetch_and_install(), name="resource-guard-jwks-fetch"
+            )
+            task.add_done_callback(self._forget_inflight)
+            self._inflight = task
+        return self._inflight
+
+    def _forget_inflight(self, task: asyncio.Task[bool]) -> None:
+        if self._inflight is task:
+            self._inflight = None
+        if not task.cancelled():
+            task.exception()  # mark retrieved; _fetch_and_install never raises on purpose
+
+    async def _fetch_shared(self) -> bool:
+        """Start (or join) the one fetch in flight and wait for it without owning it."""
+        return await asyncio.shield(self._begin_fetch())
+
+    async def refresh(self) -> bool:
+        """Fetch the JWKS now (joining a fetch in flight); True when new keys were installed."""
+        return await self._fetch_shared()
+
+    async def _fetch_and_install(self) -> bool:
+        self.fetch_count += 1
+        try:
+            jwks_uri = await self._resolve_jwks_uri()
+            document = await fetch_json(
+                self._client(), jwks_uri, timeout=self._timeout, max_bytes=self._max_bytes
+            )
+            keys = KeySet.from_jwks(document.body, previous=self.keys)
+            if not keys:
+                raise ValueError("the JWKS holds no usable signing key")
+        except (FetchError, ValueError) as exc:
+            self._record_failure(str(exc))
+            return False
+        except Exception as exc:  # a bug or an odd client error must not kill refreshing
+            logger.exception("unexpected error while fetching the JWKS")
+            self._record_failure(f"unexpected {type(exc).__name__}")
+            return False
+        self._install(keys, document)
+        return True
+
+    def _install(self, keys: KeySet, document: Document) -> None:
+        now = self._clock()
+        previous, self.keys = self.keys, keys
+        if previous is not None:
+            for key in previous.revoke_missing_from(keys):
+                logger.info("key kid=%.64r is no longer published: revoked", key.kid)
+        ttl = self._ttl(document.max_age)
+        self._fetched_at = now
+        self.refresh_due = now + ttl * REFRESH_AHEAD
+        self.usable_until = now + ttl + self._max_stale
+        self._failures = 0
+        self._retry_at = -math.inf
+        self.last_error = None
+        logger.debug("installed %d JWKS keys, fresh for %.0f s", len(keys), ttl)
+
+    def _ttl(self, max_age: float | None) -> float:
+        if max_age is None:
+            return self._refresh_interval
+        floor = min(max(self._cooldown, MIN_TTL), self._refresh_interval)
+        return min(max(max_age, floor), self._refresh_interval)
+
+    def _record_failure(self, reason: str) -> None:
+        now = self._clock()
+        self._failures += 1
+        base = max(self._cooldown, 1.0)
+        delay = min(base * 2 ** (self._failures - 1), max(base, MAX_BACKOFF))
+        self._retry_at = now + delay * (1.0 + 0.5 * self._jitter())
+        self.last_error = reason
+        if self.keys is not None and now <= self.usable_until:
+            logger.warning(
+                "JWKS fetch failed (%s); serving keys fetched %.0f s ago for up to %.0f s more",
+                reason,
+                now - self._fetched_at,
+                self.usable_until - now,
+            )
+        else:
+            logger.error("JWKS fetch failed (%s); no usable keys: requests get 503", reason)
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            now = self._clock()
+            due = max(self.refresh_due, self._retry_at)
+            await asyncio.sleep(min(max(due - now, 1.0), self._refresh_interval))
+            if self._clock() >= max(self.refresh_due, self._retry_at):
+                await self._fetch_shared()
+
+    # -- discovery ---------------------------------------------------------------------
+
+    async def metadata(self) -> dict[str, Any] | None:
+        """The issuer's discovery document, fetched once; None when it cannot be had."""
+        if self._metadata is None:
+            with contextlib.suppress(FetchError, ValueError):
+                self._metadata = await self._discover()
+        return self._metadata
+
+    async def _resolve_jwks_uri(self) -> str:
+        if self._jwks_uri is None:
+            metadata = await self._discover()
+            jwks_uri = metadata.get("jwks_uri")
+            if not isinstance(jwks_uri, str):
+                raise FetchError("the discovery document has no 'jwks_uri'")
+            check_url(jwks_uri, "jwks_uri", allow_insecure_http=self._allow_insecure_http)
+            self._metadata, self._jwks_uri = metadata, jwks_uri
+        return self._jwks_uri
+
+    async def _discover(self) -> dict[str, Any]:
+        """OIDC discovery, then RFC 8414; the document must name our issuer exactly."""
+        errors = []
+        for url in (
+            self.issuer.rstrip("/") + "/.well-known/openid-configuration",
+            _oauth_metadata_url(self.issuer),
+        ):
+            try:
+                document = await fetch_json(
+                    self._client(), url, timeout=self._timeout, max_bytes=self._max_bytes
+                )
+            except FetchError as exc:
+                errors.append(f"{url}: {exc}")
+                continue
+            if document.body.get("issuer") != self.issuer:
+                raise FetchError(
+                    f"the discovery document at {url} names another issuer "
+                    f"({document.body.get('issuer')!r:.100}); refusing it"
+                )
+            return document.body
+        raise FetchError("discovery failed: " + "; ".join(errors))

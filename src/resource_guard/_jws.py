@@ -1,0 +1,122 @@
+"""Strict parsing of compact JWS tokens: segments, base64url, JSON, header types.
+
+Nothing here touches a key. Headers repeat across the tokens of one issuer, so each distinct
+header segment is parsed once and remembered (bounded).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ._b64 import b64url_decode
+from .exceptions import MalformedTokenError
+
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_HEADER_CACHE_SIZE = 256
+# Header parameters whose value must be a string when present (RFC 7515 §4.1).
+_STRING_HEADERS = ("kid", "typ", "cty", "jku", "x5u", "x5t", "x5t#S256")
+
+
+def _decode(segment: str, what: str) -> bytes:
+    try:
+        return b64url_decode(segment)
+    except ValueError:
+        raise MalformedTokenError(f"the {what} is not canonical base64url") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        raise ValueError("duplicate member")
+    return members
+
+
+_decoder = json.JSONDecoder(object_pairs_hook=_unique_members, parse_constant=_refuse_constant)
+
+
+def parse_json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """Parse UTF-8 JSON that must be an object without duplicate members or NaN/Infinity."""
+    try:
+        value = _decoder.decode(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise MalformedTokenError(f"the {what} is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise MalformedTokenError(f"the {what} is not a JSON object")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The parts of a JOSE header that verification reads, already type-checked."""
+
+    alg: str
+    kid: str | None
+    typ: str | None
+    fields: dict[str, Any]
+
+
+def _parse_header(segment: str) -> Header:
+    fields = parse_json_object(_decode(segment, "header"), "header")
+    alg = fields.get("alg")
+    if not isinstance(alg, str) or not alg:
+        raise MalformedTokenError("the header has no 'alg' string")
+    for name in _STRING_HEADERS:
+        if name in fields and not isinstance(fields[name], str):
+            raise MalformedTokenError(f"the header's {name!r} is not a string")
+    if "crit" in fields:
+        # We implement no JWS extension, so every critical one is unknown (RFC 7515 §4.1.11).
+        raise MalformedTokenError("the header lists critical extensions this verifier refuses")
+    if "b64" in fields or "zip" in fields or "enc" in fields:
+        raise MalformedTokenError("the header uses parameters that do not belong in a JWS")
+    return Header(alg=alg, kid=fields.get("kid"), typ=fields.get("typ"), fields=fields)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedToken:
+    """A structurally valid compact JWS, not yet verified."""
+
+    header: Header
+    payload: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+
+class TokenParser:
+    """Parses compact JWS strictly; remembers recently seen header segments."""
+
+    __slots__ = ("_headers", "max_length")
+
+    def __init__(self, max_length: int) -> None:
+        self.max_length = max_length
+        self._headers: dict[str, Header] = {}
+
+    def header(self, segment: str) -> Header:
+        header = self._headers.get(segment)
+        if header is None:
+            header = _parse_header(segment)
+            if len(self._headers) >= _HEADER_CACHE_SIZE:
+                self._headers.clear()
+            self._headers[segment] = header
+        return header
+
+    def parse(self, token: str) -> ParsedToken:
+        """Split, decode and type-check ``token``; raise MalformedTokenError if anything is off."""
+        if not isinstance(token, str):
+            raise MalformedTokenError("the token is not a string")
+        if len(token) > self.max_length:
+            raise MalformedTokenError("the token is larger than this verifier accepts")
+        if not _TOKEN_SHAPE.fullmatch(token):
+            raise MalformedTokenError("the token is not a compact JWS (three base64url segments)")
+        header_segment, payload_segment, signature_segment = token.split(".")
+        header = self.header(header_segment)
+        payload = parse_json_object(_decode(payload_segment, "payload"), "payload")
+        signature = _decode(signature_segment, "signature")
+        signing_input = token[: len(header_segment) + 1 + len(payload_segment)].encode("ascii")
+        return ParsedToken(header, payload, signing_input, signature)

@@ -1,0 +1,202 @@
+"""Pure key handling: a JWKS document becomes usable verification keys; pick one for a token.
+
+Keys are judged one by one, so one odd key never spoils the set. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+from ._algorithms import ALGORITHMS, PublicKey
+from ._b64 import b64url_decode
+from .exceptions import UnknownKeyError
+
+logger = logging.getLogger("resource_guard.keys")
+
+MIN_RSA_BITS = 2048
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth"})
+_EC_CURVES: dict[str, tuple[ec.EllipticCurve, int]] = {
+    "P-256": (ec.SECP256R1(), 32),
+    "P-384": (ec.SECP384R1(), 48),
+    "P-521": (ec.SECP521R1(), 66),
+}
+_OKP_CURVES: dict[str, tuple[Callable[[bytes], PublicKey], int]] = {
+    "Ed25519": (ed25519.Ed25519PublicKey.from_public_bytes, 32),
+    "Ed448": (ed448.Ed448PublicKey.from_public_bytes, 57),
+}
+
+
+class UnusableKeyError(ValueError):
+    """A JWK that cannot serve to verify signatures; the message says why."""
+
+
+@dataclass(slots=True, eq=False)
+class VerificationKey:
+    """One public key ready to verify signatures.
+
+    ``revoked`` turns true when a successful refresh no longer publishes the key; anything
+    that remembered the key (the verified-token cache) must then stop trusting it.
+    """
+
+    kid: str | None
+    kty: str
+    crv: str | None
+    alg: str | None
+    key: PublicKey = field(repr=False)
+    fingerprint: str = field(repr=False)
+    revoked: bool = False
+
+    def fits(self, alg: str) -> bool:
+        """True when this key may verify a signature made with ``alg``."""
+        algorithm = ALGORITHMS.get(alg)
+        if algorithm is None or algorithm.kty != self.kty:
+            return False
+        if algorithm.curves and self.crv not in algorithm.curves:
+            return False
+        return self.alg is None or self.alg == alg
+
+    def verify(self, alg: str, data: bytes, signature: bytes) -> bool:
+        """Check ``signature`` over ``data``; the caller has already checked :meth:`fits`."""
+        return ALGORITHMS[alg].verify(self.key, data, signature)
+
+
+def _b64_member(jwk: Mapping[str, Any], name: str) -> bytes:
+    value = jwk.get(name)
+    if not isinstance(value, str) or not value:
+        raise UnusableKeyError(f"member {name!r} is missing or not a string")
+    try:
+        return b64url_decode(value.rstrip("="))
+    except ValueError as exc:
+        raise UnusableKeyError(f"member {name!r} is not base64url") from exc
+
+
+def _public_key(jwk: Mapping[str, Any], kty: str) -> tuple[PublicKey, str | None]:
+    if kty == "RSA":
+        n = int.from_bytes(_b64_member(jwk, "n"), "big")
+        e = int.from_bytes(_b64_member(jwk, "e"), "big")
+        if n.bit_length() < MIN_RSA_BITS:
+            raise UnusableKeyError(f"RSA key of {n.bit_length()} bits is under {MIN_RSA_BITS}")
+        try:
+            return rsa.RSAPublicNumbers(e, n).public_key(), None
+        except ValueError as exc:
+            raise UnusableKeyError("invalid RSA public numbers") from exc
+    crv = jwk.get("crv")
+    if kty == "EC":
+        if crv not in _EC_CURVES:
+            raise UnusableKeyError(f"unsupported EC curve {crv!r}")
+        curve, size = _EC_CURVES[crv]
+        x, y = _b64_member(jwk, "x"), _b64_member(jwk, "y")
+        if len(x) != size or len(y) != size:
+            raise UnusableKeyError("EC coordinates have the wrong length")
+        try:
+            return ec.EllipticCurvePublicKey.from_encoded_point(curve, b"\x04" + x + y), crv
+        except ValueError as exc:
+            raise UnusableKeyError("EC point is not on the curve") from exc
+    if kty == "OKP":
+        if crv not in _OKP_CURVES:
+            raise UnusableKeyError(f"unsupported OKP curve {crv!r} for signatures")
+        load, size = _OKP_CURVES[crv]
+        x = _b64_member(jwk, "x")
+        if len(x) != size:
+            raise UnusableKeyError("OKP key has the wrong length")
+        return load(x), crv
+    raise UnusableKeyError(f"unsupported key type {kty!r}")
+
+
+def load_key(jwk: object) -> VerificationKey:
+    """Turn one JWK into a :class:`VerificationKey` or raise :class:`UnusableKeyError`."""
+    if not isinstance(jwk, Mapping):
+        raise UnusableKeyError("not a JSON object")
+    kty = jwk.get("kty")
+    if not isinstance(kty, str):
+        raise UnusableKeyError("no 'kty' string")
+    if kty == "oct":
+        raise UnusableKeyError("symmetric keys are never used to verify")
+    kid = jwk.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise UnusableKeyError("'kid' is not a string")
+    use = jwk.get("use")
+    if use is not None and use != "sig":
+        raise UnusableKeyError(f"'use' is {use!r}, not 'sig'")
+    key_ops = jwk.get("key_ops")
+    if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
+        raise UnusableKeyError("'key_ops' does not allow 'verify'")
+    alg = jwk.get("alg")
+    if alg is not None and (alg not in ALGORITHMS or ALGORITHMS[alg].kty != kty):
+        raise UnusableKeyError(f"'alg' {alg!r} is not a signature algorithm for {kty!r} keys")
+    if _PRIVATE_MEMBERS.intersection(jwk):
+        raise UnusableKeyError("the JWK contains private key material")
+    key, crv = _public_key(jwk, kty)
+    identity = {name: jwk.get(name) for name in ("kty", "kid", "alg", "crv", "n", "e", "x", "y")}
+    fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return VerificationKey(kid=kid, kty=kty, crv=crv, alg=alg, key=key, fingerprint=fingerprint)
+
+
+class KeySet:
+    """An immutable set of verification keys with selection by ``kid`` and ``alg``."""
+
+    __slots__ = ("_by_kid", "keys")
+
+    def __init__(self, keys: Iterable[VerificationKey] = ()) -> None:
+        self.keys: tuple[VerificationKey, ...] = tuple(keys)
+        self._by_kid: dict[str, list[VerificationKey]] = {}
+        for key in self.keys:
+            if key.kid is not None:
+                self._by_kid.setdefault(key.kid, []).append(key)
+
+    @classmethod
+    def from_jwks(cls, document: object, previous: KeySet | None = None) -> KeySet:
+        """Build a key set from a JWKS document, keeping each unusable key out (logged).
+
+        Keys that ``previous`` already held are reused as the same objects, so whatever
+        remembered them stays valid; raises ValueError if the document has no ``keys`` list.
+        """
+        if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
+            raise ValueError("the JWKS is not a JSON object with a 'keys' list")
+        known = {key.fingerprint: key for key in previous.keys} if previous else {}
+        keys: list[VerificationKey] = []
+        for index, jwk in enumerate(document["keys"]):
+            try:
+                loaded = load_key(jwk)
+            except UnusableKeyError as exc:
+                kid = jwk.get("kid") if isinstance(jwk, Mapping) else None
+                logger.warning("skipping JWKS key #%d (kid=%.64r): %s", index, kid, exc)
+                continue
+            keys.append(known.get(loaded.fingerprint, loaded))
+        return cls(keys)
+
+    def revoke_missing_from(self, successor: KeySet) -> list[VerificationKey]:
+        """Mark every key of this set that ``successor`` does not hold as revoked."""
+        kept = {id(key) for key in successor.keys}
+        dropped = [key for key in self.keys if id(key) not in kept]
+        for key in dropped:
+            key.revoked = True
+        return dropped
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def select(self, kid: str | None, alg: str) -> VerificationKey:
+        """The one key that may verify a token with this ``kid`` and ``alg``.
+
+        A token without ``kid`` is accepted only when exactly one key fits its algorithm.
+        Raises UnknownKeyError otherwise.
+        """
+        if kid is not None:
+            for key in self._by_kid.get(kid, ()):
+                if key.fits(alg):
+                    return key
+            raise UnknownKeyError(f"no published key has kid {kid!r:.66} for {alg}")
+        fitting = [key for key in self.keys if key.fits(alg)]
+        if len(fitting) == 1:
+            return fitting[0]
+        if fitting:
+            raise UnknownKeyError(f"the token has no kid and {len(fitting)} keys fit {alg}")
+        raise UnknownKeyError(f"the token has no kid and no published key fits {alg}")

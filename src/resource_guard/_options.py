@@ -1,0 +1,72 @@
+"""Eager validation of configuration values, with messages that say what to fix."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def seconds(name: str, value: object, *, low: float, high: float) -> float:
+    """A number of seconds in ``[low, high]`` (booleans and NaN refused)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if math.isnan(value) or not low <= value <= high:
+        raise ValueError(f"{name} must be between {low:g} and {high:g} seconds, got {value!r}")
+    return float(value)
+
+
+def count(name: str, value: object, *, low: int, high: int) -> int:
+    """A whole number in ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value!r}")
+    return value
+
+
+def strings(name: str, value: object, *, allow_empty: bool = False) -> tuple[str, ...]:
+    """One string or an iterable of non-empty strings (a lone str is one item, not chars)."""
+    items: Iterable[object]
+    if isinstance(value, str):
+        items = (value,)
+    elif isinstance(value, Iterable) and not isinstance(value, bytes | Mapping):
+        items = value
+    else:
+        raise TypeError(f"{name} must be a string or a sequence of strings")
+    result: list[str] = []
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise ValueError(f"{name} must hold non-empty strings, got {item!r}")
+        result.append(item)
+    if not result and not allow_empty:
+        raise ValueError(f"{name} must not be empty")
+    return tuple(result)
+
+
+def from_env(environ: Mapping[str, str], variable: str, convert: Callable[[str], T]) -> T | None:
+    """The converted value of ``variable``, or None when unset or blank."""
+    raw = environ.get(variable, "").strip()
+    if not raw:
+        return None
+    try:
+        return convert(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {variable}={raw!r} is not valid") from None
+
+
+def split_list(raw: str) -> tuple[str, ...]:
+    """Split a comma- or space-separated environment value."""
+    return tuple(part for part in raw.replace(",", " ").split() if part)
+
+
+def parse_bool(raw: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off`` (any case)."""
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)

@@ -1,0 +1,318 @@
+"""TokenVerifier: the one place that decides whether a bearer JWT is acceptable."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import MappingProxyType, TracebackType
+from typing import Any, Self
+
+import httpx
+from cachetools import LRUCache
+
+from . import _options as opt
+from ._algorithms import ALGORITHMS, DEFAULT_ALGORITHMS
+from ._claims import RFC9068_CLAIMS, ClaimRules, ScopeMapper, ScopeRules
+from ._fetch import check_url
+from ._jwks import RemoteKeySource
+from ._jws import TokenParser
+from ._keyset import VerificationKey
+from ._models import AccessToken
+from .exceptions import InvalidSignatureError, InvalidTokenError, UnsupportedAlgorithmError
+
+logger = logging.getLogger("resource_guard.verifier")
+
+DEFAULT_MAX_TOKEN_BYTES = 16 * 1024
+DEFAULT_CACHE_SIZE = 4096
+
+
+@dataclass(slots=True)
+class _Verified:
+    """A verified-token cache entry: valid while its key stands and its time window holds."""
+
+    token: AccessToken
+    key: VerificationKey
+    not_before: float
+    not_after: float
+
+
+def _check_algorithms(value: object) -> frozenset[str]:
+    names = opt.strings("algorithms", value)
+    for name in names:
+        if name.lower() == "none":
+            raise ValueError("algorithms must never include 'none' (unsigned tokens)")
+        if name.upper().startswith("HS"):
+            raise ValueError(
+                f"algorithms may not include {name}: HMAC needs a shared secret, and keys "
+                "from a JWKS are public; use an asymmetric algorithm"
+            )
+        if name not in ALGORITHMS:
+            raise ValueError(f"unsupported algorithm {name!r}; choose from {sorted(ALGORITHMS)}")
+    return frozenset(names)
+
+
+class TokenVerifier:
+    """Verifies bearer JWT access tokens of one issuer for this resource server.
+
+    Keys come from the issuer's JWKS (discovered from ``issuer`` unless ``jwks_uri`` is
+    given) and are kept fresh in the background once :meth:`start` ran (the middleware does
+    that at start-up). Every option is checked here, at construction.
+
+    Args:
+        issuer: exact expected ``iss`` value (and the discovery base URL).
+        audience: one value or several; the token's ``aud`` must contain one of them.
+        jwks_uri: the JWKS URL; None discovers it (OIDC, then RFC 8414).
+        algorithms: allow-list; None means every supported asymmetric algorithm.
+        leeway: seconds of clock skew tolerated for ``exp``, ``nbf`` and ``iat`` (0-300).
+        refresh_interval: longest time keys are used before a refresh (60 s-1 day).
+        cooldown: least time between two refetches for an unknown ``kid`` (0-1 h).
+        max_stale: how long past their age the last good keys serve while the IdP is
+            unreachable (0 fails closed at once; at most 7 days).
+        timeout: overall deadline of one discovery or JWKS fetch (0.1-60 s).
+        http_client: an ``httpx.AsyncClient`` to use for fetching; None creates our own.
+        scope_claims: claims read as scopes (space-delimited string or list); dotted
+            paths such as ``realm_access.roles`` reach into objects.
+        scope_mapper: optional callable adding scopes derived from the claims.
+        required_claims: claims that must be present besides ``exp``.
+        strict: RFC 9068 mode: ``typ`` must be ``at+jwt`` and its claims are required.
+        max_token_bytes: longer tokens are refused before decoding.
+        cache_size: entries of the verified-token cache (0 turns it off).
+        allow_insecure_http: accept plain-http URLs that are not loopback.
+        clock: seconds since the epoch; injectable for tests.
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: str | Sequence[str],
+        *,
+        jwks_uri: str | None = None,
+        algorithms: Sequence[str] | None = None,
+        leeway: float = 30,
+        refresh_interval: float = 600,
+        cooldown: float = 30,
+        max_stale: float = 86400,
+        timeout: float = 5,
+        http_client: httpx.AsyncClient | None = None,
+        scope_claims: Sequence[str] = ("scope", "scp"),
+        scope_mapper: ScopeMapper | None = None,
+        required_claims: Sequence[str] = (),
+        strict: bool = False,
+        max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        allow_insecure_http: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(allow_insecure_http, bool):
+            raise TypeError("allow_insecure_http must be a bool")
+        check_url(issuer, "issuer", allow_insecure_http=allow_insecure_http)
+        if "?" in issuer or "#" in issuer:
+            raise ValueError("issuer must not contain a query or fragment")
+        if jwks_uri is not None:
+            check_url(jwks_uri, "jwks_uri", allow_insecure_http=allow_insecure_http)
+        audiences = opt.strings("audience", audience)
+        allowed = DEFAULT_ALGORITHMS if algorithms is None else algorithms
+        self._algorithms = _check_algorithms(allowed)
+        leeway = opt.seconds("leeway", leeway, low=0, high=300)
+        refresh_interval = opt.seconds("refresh_interval", refresh_interval, low=1, high=86400)
+        cooldown = opt.seconds("cooldown", cooldown, low=0, high=3600)
+        max_stale = opt.seconds("max_stale", max_stale, low=0, high=7 * 86400)
+        timeout = opt.seconds("timeout", timeout, low=0.1, high=60)
+        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+            raise TypeError("http_client must be an httpx.AsyncClient (or None)")
+        if scope_mapper is not None and not callable(scope_mapper):
+            raise TypeError("scope_mapper must be callable: claims -> iterable of scopes")
+        if not isinstance(strict, bool):
+            raise TypeError("strict must be a bool")
+        if not callable(clock):
+            raise TypeError("clock must be a callable returning seconds since the epoch")
+        required = opt.strings("required_claims", required_claims, allow_empty=True)
+        if strict:
+            required = tuple(dict.fromkeys((*required, *RFC9068_CLAIMS)))
+
+        self._issuer = issuer
+        self._audiences = audiences
+        self._leeway = leeway
+        self._clock = clock
+        self._claims = ClaimRules(issuer, frozenset(audiences), leeway, required, strict)
+        self._scopes = ScopeRules(
+            opt.strings("scope_claims", scope_claims, allow_empty=True), scope_mapper
+        )
+        self._parser = TokenParser(
+            opt.count("max_token_bytes", max_token_bytes, low=256, high=1024 * 1024)
+        )
+        size = opt.count("cache_size", cache_size, low=0, high=10_000_000)
+        self._cache: LRUCache[bytes, _Verified] | None = LRUCache(size) if size else None
+        self._keys = RemoteKeySource(
+            issuer=issuer,
+            jwks_uri=jwks_uri,
+            refresh_interval=refresh_interval,
+            cooldown=cooldown,
+            max_stale=max_stale,
+            timeout=timeout,
+            http_client=http_client,
+            allow_insecure_http=allow_insecure_http,
+            clock=clock,
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """Build a verifier from ``RESOURCE_GUARD_*`` environment variables.
+
+        ``RESOURCE_GUARD_ISSUER`` and ``RESOURCE_GUARD_AUDIENCE`` are required; see
+        docs/configuration.md for the rest. Keyword ``overrides`` win over the environment.
+        """
+        env = os.environ if environ is None else environ
+        settings: dict[str, Any] = {}
+        for option, variable, convert in _ENVIRONMENT:
+            value = opt.from_env(env, variable, convert)
+            if value is not None:
+                settings[option] = value
+        settings.update(overrides)
+        missing = [variable for option, variable, _ in _ENVIRONMENT[:2] if option not in settings]
+        if missing:
+            raise ValueError(f"set the environment variable(s) {', '.join(missing)}")
+        return cls(**settings)
+
+    # -- properties --------------------------------------------------------------------
+
+    @property
+    def issuer(self) -> str:
+        """The expected ``iss``."""
+        return self._issuer
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        """The accepted audiences."""
+        return self._audiences
+
+    @property
+    def algorithms(self) -> frozenset[str]:
+        """The algorithm allow-list."""
+        return self._algorithms
+
+    @property
+    def key_source(self) -> RemoteKeySource:
+        """The JWKS source (for health checks and tests: ``fetch_count``, ``last_error``)."""
+        return self._keys
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Fetch keys now and refresh them in the background. Safe to call again.
+
+        An unreachable IdP is logged, not raised: requests get 503 until keys arrive.
+        """
+        await self._keys.start()
+
+    async def aclose(self) -> None:
+        """Stop background refreshing and close the HTTP client this verifier created."""
+        await self._keys.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def token_endpoint(self) -> str | None:
+        """The issuer's ``token_endpoint`` from discovery, or None if it cannot be had."""
+        metadata = await self._keys.metadata()
+        endpoint = metadata.get("token_endpoint") if metadata else None
+        return endpoint if isinstance(endpoint, str) else None
+
+    # -- verification ------------------------------------------------------------------
+
+    async def verify(self, token: str) -> AccessToken:
+        """Verify ``token`` and return what it grants.
+
+        Checks, in order: size, structure and encoding, algorithm allow-list, key
+        selection, signature, then ``typ`` and claims. Raises an InvalidTokenError
+        subclass, or KeysUnavailableError when keys cannot be had right now.
+        """
+        cache = self._cache
+        digest = b""
+        if cache is not None and isinstance(token, str) and token.isascii():
+            digest = hashlib.sha256(token.encode("ascii")).digest()
+            entry = cache.get(digest)
+            if entry is not None:
+                now = self._clock()
+                keys = self._keys
+                if (
+                    entry.not_before <= now <= entry.not_after
+                    and now <= keys.usable_until
+                    and not entry.key.revoked
+                ):
+                    if now >= keys.refresh_due:
+                        keys.refresh_if_due(now)
+                    return entry.token
+                del cache[digest]  # verify afresh: the full path names the precise error
+        try:
+            return await self._verify(token, digest)
+        except InvalidTokenError as exc:
+            logger.debug("token refused (%s): %s", exc.code, exc.message)
+            raise
+
+    async def _verify(self, token: str, digest: bytes) -> AccessToken:
+        parsed = self._parser.parse(token)
+        header = parsed.header
+        if header.alg not in self._algorithms:
+            raise UnsupportedAlgorithmError(f"algorithm {header.alg!r:.40} is not allowed")
+        key = await self._keys.get_key(header.kid, header.alg)
+        if not key.verify(header.alg, parsed.signing_input, parsed.signature):
+            raise InvalidSignatureError(f"bad signature for kid={header.kid!r:.66}")
+        self._claims.check_type(header.typ)
+        payload = parsed.payload
+        now = self._clock()
+        exp, nbf = self._claims.check(payload, now)
+        scopes = self._scopes.extract(payload)
+        client_id = payload.get("client_id") or payload.get("azp") or payload.get("cid")
+        access_token = AccessToken(
+            claims=MappingProxyType(payload),
+            scopes=scopes,
+            expires_at=datetime.fromtimestamp(exp, UTC),
+            subject=payload.get("sub"),
+            client_id=client_id,
+            issuer=self._issuer,
+            key_id=key.kid,
+        )
+        if self._cache is not None and digest:
+            self._cache[digest] = _Verified(
+                access_token,
+                key,
+                -math.inf if nbf is None else nbf - self._leeway,
+                exp + self._leeway,
+            )
+        return access_token
+
+
+_ENVIRONMENT: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
+    ("issuer", "RESOURCE_GUARD_ISSUER", str),
+    ("audience", "RESOURCE_GUARD_AUDIENCE", opt.split_list),
+    ("jwks_uri", "RESOURCE_GUARD_JWKS_URI", str),
+    ("algorithms", "RESOURCE_GUARD_ALGORITHMS", opt.split_list),
+    ("leeway", "RESOURCE_GUARD_LEEWAY", float),
+    ("refresh_interval", "RESOURCE_GUARD_REFRESH_INTERVAL", float),
+    ("cooldown", "RESOURCE_GUARD_COOLDOWN", float),
+    ("max_stale", "RESOURCE_GUARD_MAX_STALE", float),
+    ("timeout", "RESOURCE_GUARD_TIMEOUT", float),
+    ("scope_claims", "RESOURCE_GUARD_SCOPE_CLAIMS", opt.split_list),
+    ("required_claims", "RESOURCE_GUARD_REQUIRED_CLAIMS", opt.split_list),
+    ("strict", "RESOURCE_GUARD_STRICT", opt.parse_bool),
+    ("max_token_bytes", "RESOURCE_GUARD_MAX_TOKEN_BYTES", int),
+    ("cache_size", "RESOURCE_GUARD_CACHE_SIZE", int),
+    ("allow_insecure_http", "RESOURCE_GUARD_ALLOW_INSECURE_HTTP", opt.parse_bool),
+)
+"""(option, environment variable, converter); the first two are required."""

@@ -1,0 +1,207 @@
+"""The public error tree of resource-guard.
+
+Every error carries a stable machine-readable ``code``; messages are short, safe to log and
+never contain a token, a secret or key material.
+
+```
+ResourceGuardError                  root, never raised directly
+├── InvalidTokenError               the token must be refused (HTTP 401 invalid_token)
+│   ├── MalformedTokenError         not a compact JWS we can read: size, segments, base64, JSON
+│   ├── UnsupportedAlgorithmError   `alg` outside the allow-list (`none`, HS256, ...)
+│   ├── UnknownKeyError             no published key matches the token's `kid` (after refetch)
+│   ├── InvalidSignatureError       the signature does not verify with the selected key
+│   ├── InvalidTokenTypeError       header `typ` is not an access-token type
+│   └── InvalidClaimError           a claim is missing, of the wrong type or wrong value
+│       ├── ExpiredTokenError       `exp` has passed (beyond the leeway)
+│       ├── ImmatureTokenError      `nbf` or `iat` lies in the future (beyond the leeway)
+│       ├── InvalidIssuerError      `iss` is not the configured issuer
+│       └── InvalidAudienceError    `aud` names none of the configured audiences
+├── InsufficientScopeError          a valid token lacks scopes a route needs (HTTP 403)
+├── KeysUnavailableError            no usable verification key can be had now (HTTP 503)
+└── TokenRequestError               the client-credentials token endpoint refused or failed
+```
+
+Misconfiguration is not a token problem: constructors raise :class:`ValueError` or
+:class:`TypeError` with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "ExpiredTokenError",
+    "ImmatureTokenError",
+    "InsufficientScopeError",
+    "InvalidAudienceError",
+    "InvalidClaimError",
+    "InvalidIssuerError",
+    "InvalidSignatureError",
+    "InvalidTokenError",
+    "InvalidTokenTypeError",
+    "KeysUnavailableError",
+    "MalformedTokenError",
+    "ResourceGuardError",
+    "TokenRequestError",
+    "UnknownKeyError",
+    "UnsupportedAlgorithmError",
+]
+
+
+class ResourceGuardError(Exception):
+    """Root of every error resource-guard raises on purpose. Never raised directly."""
+
+    code: str = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidTokenError(ResourceGuardError):
+    """The bearer token must be refused.
+
+    ``description`` is the short text fit for an ``error_description`` sent to the client;
+    it may be vaguer than ``message`` (which is for logs) so that replies give no oracle.
+    """
+
+    code = "invalid_token"
+    public_description: str | None = None
+
+    @property
+    def description(self) -> str:
+        return self.public_description or self.message
+
+
+class MalformedTokenError(InvalidTokenError):
+    """The token is not a well-formed compact JWS: too large, wrong segment count,
+    non-canonical base64url, invalid JSON or header values of the wrong type."""
+
+    code = "malformed_token"
+
+
+class UnsupportedAlgorithmError(InvalidTokenError):
+    """The header's ``alg`` is not in the verifier's allow-list (``none`` never is)."""
+
+    code = "unsupported_algorithm"
+
+
+class UnknownKeyError(InvalidTokenError):
+    """No published key fits the token's ``kid`` and ``alg``, even after a refetch.
+
+    Its client-facing description is the same as a bad signature's: no key-id oracle.
+    """
+
+    code = "unknown_key"
+    public_description = "signature verification failed"
+
+
+class InvalidSignatureError(InvalidTokenError):
+    """The signature does not verify with the selected key."""
+
+    code = "invalid_signature"
+    public_description = "signature verification failed"
+
+
+class InvalidTokenTypeError(InvalidTokenError):
+    """The header ``typ`` names something other than an access token."""
+
+    code = "invalid_token_type"
+
+
+class InvalidClaimError(InvalidTokenError):
+    """A claim is missing, of the wrong JSON type or has a refused value.
+
+    ``claim`` names the claim, ``reason`` says what is wrong with it in a few words.
+    """
+
+    code = "invalid_claim"
+
+    def __init__(self, claim: str, reason: str) -> None:
+        super().__init__(f"{claim!r} claim {reason}")
+        self.claim = claim
+        self.reason = reason
+
+
+class ExpiredTokenError(InvalidClaimError):
+    """``exp`` lies in the past by more than the leeway."""
+
+    code = "token_expired"
+
+    def __init__(self, claim: str = "exp", reason: str = "has passed: the token expired") -> None:
+        super().__init__(claim, reason)
+
+    @property
+    def description(self) -> str:
+        return "the token expired"
+
+
+class ImmatureTokenError(InvalidClaimError):
+    """``nbf`` or ``iat`` lies in the future by more than the leeway."""
+
+    code = "token_not_yet_valid"
+
+
+class InvalidIssuerError(InvalidClaimError):
+    """``iss`` is missing or differs from the configured issuer."""
+
+    code = "invalid_issuer"
+
+
+class InvalidAudienceError(InvalidClaimError):
+    """``aud`` is missing or names none of the configured audiences."""
+
+    code = "invalid_audience"
+
+
+class InsufficientScopeError(ResourceGuardError):
+    """A valid token lacks scopes that the route requires.
+
+    ``required`` holds every scope the route asks for (for the ``scope`` challenge
+    parameter), ``missing`` the ones this token lacks.
+    """
+
+    code = "insufficient_scope"
+
+    def __init__(
+        self, required: Iterable[str], missing: Iterable[str], *, any_of: bool = False
+    ) -> None:
+        self.required: tuple[str, ...] = tuple(required)
+        self.missing: tuple[str, ...] = tuple(missing)
+        self.any_of = any_of
+        wording = "one of the scopes" if any_of else "the scopes"
+        super().__init__(f"the token lacks {wording}: {' '.join(self.missing)}")
+
+
+class KeysUnavailableError(ResourceGuardError):
+    """No usable verification key can be had right now (the key source is down or
+    misbehaving and no cached key set is fresh enough). Verification is not possible, so
+    the request must not be allowed: the middleware answers 503 with ``Retry-After``."""
+
+    code = "keys_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float = 30.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TokenRequestError(ResourceGuardError):
+    """The token endpoint refused a client-credentials request or could not be reached.
+
+    ``error`` and ``error_description`` carry the RFC 6749 §5.2 reply when there was one.
+    """
+
+    code = "token_request_failed"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error: str | None = None,
+        error_description: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error = error
+        self.error_description = error_description
+        self.status_code = status_code

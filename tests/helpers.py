@@ -1,0 +1,35 @@
+"""Small hand-builders for tests: only what is meant to be malformed is built by hand."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+
+def b64url(data: bytes) -> str:
+    """Unpadded base64url."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def segment(value: Any) -> str:
+    """A JSON value as a base64url token segment."""
+    return b64url(json.dumps(value).encode())
+
+
+def compact(header: Any, payload: Any, signature: bytes = b"\x01" * 8) -> str:
+    """A compact JWS from JSON-able parts and raw signature bytes (signature not valid)."""
+    return f"{segment(header)}.{segment(payload)}.{b64url(signature)}"
+
+
+class FakeClock:
+    """A settable clock in epoch seconds."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
