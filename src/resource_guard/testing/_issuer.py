@@ -1,0 +1,463 @@
+"""FakeIssuer: a standards-shaped OAuth 2.0 authorization server for tests.
+
+State (keys, clients, faults, counts) lives here behind locks; the endpoints answer
+through :meth:`FakeIssuer._respond`, which both ways of serving share.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import httpx
+
+from ._checks import audience_value, non_empty_str, scope_tuple, seconds
+from ._faults import ENDPOINTS, Fault
+from ._http import HTTPReply, HTTPRequest, json_reply
+from ._keyring import KeyRing
+from ._keys import SUPPORTED_ALGORITHMS, SigningKey, generate_key
+from ._server import LoopbackServer, ServeContext
+from ._token_endpoint import (
+    OAuthError,
+    RegisteredClient,
+    authorize,
+    error_reply,
+    token_reply,
+)
+from ._tokens import CURRENT, Current, access_token_claims, sign
+from ._transport import FakeIssuerTransport
+
+__all__ = ["DEFAULT_AUDIENCE", "DEFAULT_ISSUER", "FakeIssuer"]
+
+DEFAULT_ISSUER: Final = "https://issuer.example.test"
+DEFAULT_AUDIENCE: Final = "api://default"
+
+_MOVED = "/moved"  # redirect faults point here: the same document, without the fault
+_OIDC_PATH = "/.well-known/openid-configuration"
+_OAUTH_PATH = "/.well-known/oauth-authorization-server"
+
+
+class FakeIssuer:
+    """An OAuth 2.0 / OIDC issuer for tests: discovery, JWKS, client-credentials tokens.
+
+    Keys are generated on first use. Serve it in-process with :meth:`transport` (or
+    :meth:`client` / :meth:`async_client`) or over loopback HTTP with :meth:`serve`; mint
+    any token with :meth:`mint`; make endpoints misbehave with :meth:`fault`.
+
+    ``jwks_max_age`` (also a settable property) is the JWKS ``Cache-Control: max-age``
+    (None: no header). ``metadata_overrides`` (a dict attribute) is merged into both
+    metadata documents; a None value removes that member.
+    """
+
+    def __init__(
+        self,
+        issuer: str = DEFAULT_ISSUER,
+        *,
+        audience: str | Sequence[str] = DEFAULT_AUDIENCE,
+        algorithm: str = "RS256",
+        clock: Callable[[], float] = time.time,
+        jwks_max_age: int | None = 300,
+    ) -> None:
+        parts = urlsplit(non_empty_str("issuer", issuer))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("issuer must be an absolute http(s) URL such as https://idp.test")
+        if parts.query or parts.fragment or "?" in issuer or "#" in issuer:
+            raise ValueError("issuer must not have a query or fragment (RFC 8414 §2)")
+        if algorithm not in SUPPORTED_ALGORITHMS:
+            raise ValueError(
+                f"unsupported algorithm {algorithm!r}: use one of {', '.join(SUPPORTED_ALGORITHMS)}"
+            )
+        if not callable(clock):
+            raise TypeError("clock must be a callable returning epoch seconds")
+        self._issuer = issuer
+        self._origin = f"{parts.scheme}://{parts.netloc}"
+        self._path = parts.path
+        self._prefix = parts.path.rstrip("/")
+        self._audience = audience_value("audience", audience)
+        self.clock = clock
+        """Epoch-seconds clock behind ``iat``/``exp``; replace it to move time."""
+        self.jwks_max_age = jwks_max_age
+        self.metadata_overrides: dict[str, Any] = {}
+        self.counts: Counter[str] = Counter()
+        """Requests per endpoint (``discovery``, ``oauth_metadata``, ``jwks``, ``token``)."""
+        self._lock = threading.RLock()
+        self._keys = KeyRing(algorithm)
+        self._clients: dict[str, RegisteredClient] = {}
+        self._faults: dict[str, Fault] = {}
+        self._server: LoopbackServer | None = None
+
+    def __repr__(self) -> str:
+        return f"FakeIssuer(issuer={self.issuer!r}, algorithm={self.algorithm!r})"
+
+    # URLs ---------------------------------------------------------------------------------
+
+    def _current_origin(self) -> str:
+        server = self._server
+        return server.origin if server is not None else self._origin
+
+    @property
+    def issuer(self) -> str:
+        """The ``iss`` value; ``http://127.0.0.1:PORT...`` while :meth:`serve` runs."""
+        server = self._server
+        return self._issuer if server is None else server.origin + self._path
+
+    @property
+    def discovery_url(self) -> str:
+        """OpenID Connect discovery document URL."""
+        return self._current_origin() + self._prefix + _OIDC_PATH
+
+    @property
+    def oauth_metadata_url(self) -> str:
+        """RFC 8414 authorization server metadata URL."""
+        return self._current_origin() + _OAUTH_PATH + self._prefix
+
+    @property
+    def jwks_uri(self) -> str:
+        """The JWKS URL."""
+        return self._current_origin() + self._prefix + "/jwks.json"
+
+    @property
+    def token_endpoint(self) -> str:
+        """The client-credentials token endpoint URL."""
+        return self._current_origin() + self._prefix + "/token"
+
+    @property
+    def audience(self) -> str | tuple[str, ...]:
+        """The default ``aud`` of minted tokens."""
+        return self._audience
+
+    @property
+    def jwks_max_age(self) -> int | None:
+        """Seconds in the JWKS ``Cache-Control: public, max-age=N`` (None: no header)."""
+        return self._jwks_max_age
+
+    @jwks_max_age.setter
+    def jwks_max_age(self, value: int | None) -> None:
+        self._jwks_max_age = None if value is None else seconds("jwks_max_age", value)
+
+    @property
+    def port(self) -> int | None:
+        """The loopback port while :meth:`serve` runs, else None."""
+        server = self._server
+        return None if server is None else server.port
+
+    @property
+    def jwks_fetches(self) -> int:
+        """How many requests reached the JWKS endpoint."""
+        return self.counts["jwks"]
+
+    # Keys ---------------------------------------------------------------------------------
+
+    @property
+    def algorithm(self) -> str:
+        """Algorithm of the key generated on first use (and of :meth:`rotate_keys`)."""
+        return self._keys.default_alg
+
+    @property
+    def current_key(self) -> SigningKey:
+        """The key :meth:`mint` signs with by default (created on first use)."""
+        return self._keys.current
+
+    @property
+    def keys(self) -> list[SigningKey]:
+        """The published signing keys, oldest first (raw JWKs not included)."""
+        return self._keys.signing_keys()
+
+    def generate_key(
+        self, alg: str | None = None, kid: str | None = None, *, key_size: int | None = None
+    ) -> SigningKey:
+        """A fresh key that is *not* published: sign with it to forge tokens."""
+        return generate_key(alg or self.algorithm, kid, key_size=key_size)
+
+    def add_key(
+        self,
+        alg: str | SigningKey | None = None,
+        kid: str | None = None,
+        *,
+        make_current: bool = False,
+        key_size: int | None = None,
+    ) -> SigningKey:
+        """Publish a new key for ``alg`` (or publish a :class:`SigningKey` you made)."""
+        key = alg if isinstance(alg, SigningKey) else self.generate_key(alg, kid, key_size=key_size)
+        return self._keys.add(key, make_current=make_current)
+
+    def rotate_keys(self, alg: str | None = None) -> SigningKey:
+        """Publish a new key and sign with it from now on; older keys stay published."""
+        return self._keys.rotate(alg)
+
+    def remove_key(self, kid: str) -> None:
+        """Unpublish every key (and raw JWK) with this ``kid``; KeyError when none has it.
+
+        If it was the current key, the newest remaining signing key takes over."""
+        self._keys.remove(kid)
+
+    def publish_raw_jwk(self, jwk: object) -> None:
+        """Publish ``jwk`` verbatim in the JWKS (malformed, weak or private ones too)."""
+        self._keys.publish_raw(jwk)
+
+    def jwks(self) -> dict[str, Any]:
+        """The JWKS document the endpoint serves."""
+        return self._keys.jwks()
+
+    def metadata(self, *, oidc: bool = True) -> dict[str, Any]:
+        """The OpenID discovery document (``oidc=False``: RFC 8414 metadata)."""
+        with self._lock:
+            scopes = sorted({scope for c in self._clients.values() for scope in c.scopes})
+            overrides = dict(self.metadata_overrides)
+        document: dict[str, Any] = {
+            "issuer": self.issuer,
+            "jwks_uri": self.jwks_uri,
+            "token_endpoint": self.token_endpoint,
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "response_types_supported": [],
+            "scopes_supported": scopes,
+        }
+        if oidc:
+            document["subject_types_supported"] = ["public"]
+            document["id_token_signing_alg_values_supported"] = self._keys.algorithms()
+        for name, value in overrides.items():
+            if value is None:
+                document.pop(name, None)
+            else:
+                document[name] = value
+        return document
+
+    # Tokens -------------------------------------------------------------------------------
+
+    def mint(
+        self,
+        subject: str | None = "user-123",
+        *,
+        scopes: str | Iterable[str] = (),
+        audience: str | Sequence[str] | None = None,
+        expires_in: int = 300,
+        client_id: str | None = None,
+        claims: Mapping[str, Any] | None = None,
+        omit: Iterable[str] = (),
+        alg: str | None = None,
+        kid: str | Current | None = CURRENT,
+        typ: str | None = "at+jwt",
+        headers: Mapping[str, Any] | None = None,
+        key: SigningKey | str | bytes | None = None,
+        issued_at: float | None = None,
+    ) -> str:
+        """Sign a JWT access token (PyJWT) and return it in compact form.
+
+        Claims: ``iss``, ``sub``, ``aud``, ``iat``, ``exp``, ``jti``, plus ``client_id``
+        and ``scope`` (space-delimited) when given; ``claims`` adds or overrides, ``omit``
+        removes. ``iat`` is ``issued_at``, else the clock. The key is the current one, the
+        newest published key for ``alg`` (generated and published if needed), or ``key``
+        (a :class:`SigningKey`, or an HMAC secret for ``HS*``); ``alg="none"`` makes an
+        unsigned token. ``kid`` defaults to the key's own, None omits it. ``typ=None``
+        omits the header ``typ``; ``headers`` adds or overrides header fields.
+        """
+        payload = access_token_claims(
+            issuer=self.issuer,
+            subject=subject,
+            audience=self._audience if audience is None else audience_value("audience", audience),
+            now=self.clock() if issued_at is None else issued_at,
+            expires_in=expires_in,
+            client_id=client_id,
+            scopes=scopes,
+        )
+        payload.update(claims or {})
+        for name in omit:
+            payload.pop(name, None)
+        signer: SigningKey | str | bytes | None
+        if isinstance(key, SigningKey):
+            signer = key
+        elif key is not None:
+            if alg is None or not alg.startswith("HS"):
+                raise ValueError(
+                    "a str/bytes key is an HMAC secret: pass alg='HS256' (or HS384/512)"
+                )
+            signer = key
+        elif alg == "none":
+            signer = None
+        elif alg is None:
+            signer = self.current_key
+        elif alg in SUPPORTED_ALGORITHMS:
+            signer = self._keys.newest_for(alg)
+        else:
+            raise ValueError(
+                f"no key for {alg!r}: pass key=<secret> for HS* or one of {SUPPORTED_ALGORITHMS}"
+            )
+        sign_alg = alg or (signer.alg if isinstance(signer, SigningKey) else "none")
+        return sign(payload, alg=sign_alg, key=signer, kid=kid, typ=typ, headers=headers)
+
+    def mint_expired(
+        self, subject: str | None = "user-123", *, ago: int = 3600, **options: Any
+    ) -> str:
+        """A token whose ``exp`` passed ``ago`` seconds ago (default: an hour)."""
+        lifetime = options.pop("expires_in", 300)
+        issued_at = self.clock() - ago - lifetime
+        return self.mint(subject, expires_in=lifetime, issued_at=issued_at, **options)
+
+    def mint_not_yet_valid(
+        self, subject: str | None = "user-123", *, ahead: int = 3600, **options: Any
+    ) -> str:
+        """A token from an issuer ``ahead`` seconds in the future: ``iat`` and ``nbf`` lie
+        ahead, ``exp`` after them."""
+        issued_at = int(self.clock() + ahead)
+        claims = {"nbf": issued_at, **options.pop("claims", {})}
+        return self.mint(subject, issued_at=issued_at, claims=claims, **options)
+
+    # Clients ------------------------------------------------------------------------------
+
+    def register_client(
+        self,
+        client_id: str,
+        client_secret: str,
+        *,
+        scopes: str | Iterable[str] = (),
+        audience: str | Sequence[str] | None = None,
+        expires_in: int = 300,
+    ) -> None:
+        """Let a confidential client get tokens with the client-credentials grant.
+
+        ``scopes``: what it may ask for (all of them when it asks for none). ``audience``:
+        the ``aud`` it gets and the only values its ``audience`` parameter may name (None:
+        the issuer's default, and any requested value is granted). ``expires_in``: token
+        lifetime in seconds. Registering an id again replaces the client.
+        """
+        client = RegisteredClient(
+            non_empty_str("client_id", client_id),
+            non_empty_str("client_secret", client_secret),
+            scope_tuple("scopes", scopes),
+            None if audience is None else audience_value("audience", audience),
+            seconds("expires_in", expires_in),
+        )
+        with self._lock:
+            self._clients[client_id] = client
+
+    # Faults -------------------------------------------------------------------------------
+
+    def fault(
+        self,
+        kind: str,
+        *,
+        path: str = "jwks",
+        status: int = 503,
+        delay: float = 1.0,
+        times: int | None = None,
+        location: str | None = None,
+    ) -> None:
+        """Make the ``path`` endpoint misbehave (replacing any fault already set there).
+
+        ``kind``: ``status`` (reply ``status``), ``slow`` (wait ``delay`` s first),
+        ``drip`` (one body byte every ``delay`` s), ``garbage`` (non-JSON), ``not_object``
+        (a JSON list), ``no_keys`` (``{}``), ``oversized`` (~1 MiB of valid JSON),
+        ``gzip_bomb`` (~100 KiB gzip inflating to ~100 MiB), ``redirect`` (302 to
+        ``location``, default a path serving the same document). ``times``: how many
+        requests it hits (None: until :meth:`clear_faults`).
+        """
+        if path not in ENDPOINTS:
+            raise ValueError(f"unknown path {path!r}: use one of {ENDPOINTS}")
+        new = Fault(kind, status=status, delay=delay, times=times, location=location)
+        with self._lock:
+            self._faults[path] = new
+
+    def clear_faults(self) -> None:
+        """Remove every injected fault."""
+        with self._lock:
+            self._faults.clear()
+
+    # Serving ------------------------------------------------------------------------------
+
+    def transport(self) -> FakeIssuerTransport:
+        """An httpx transport (sync and async) serving this issuer in-process."""
+        return FakeIssuerTransport(self._respond, self._current_origin)
+
+    def client(self, **options: Any) -> httpx.Client:
+        """An :class:`httpx.Client` on :meth:`transport` (``options`` go to httpx)."""
+        return httpx.Client(transport=self.transport(), **options)
+
+    def async_client(self, **options: Any) -> httpx.AsyncClient:
+        """An :class:`httpx.AsyncClient` on :meth:`transport` (``options`` go to httpx)."""
+        return httpx.AsyncClient(transport=self.transport(), **options)
+
+    def serve(self, *, port: int = 0) -> ServeContext[FakeIssuer]:
+        """Serve over HTTP on 127.0.0.1 (``port`` 0: any free one) for a ``with`` block.
+
+        Works with ``with`` and ``async with``; yields this issuer, whose URLs and ``iss``
+        point at the server meanwhile. On exit the server stops and its threads are joined.
+        """
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError("port must be an int between 0 and 65535")
+        return ServeContext(lambda: self._start_server(port), self._stop_server)
+
+    def _start_server(self, port: int) -> FakeIssuer:
+        with self._lock:
+            if self._server is not None:
+                raise RuntimeError("this FakeIssuer is already being served")
+            self._server = LoopbackServer(self._respond, port=port)
+        return self
+
+    def _stop_server(self) -> None:
+        with self._lock:
+            server, self._server = self._server, None
+        if server is not None:
+            server.close()
+
+    # Endpoints ----------------------------------------------------------------------------
+
+    def _routes(self) -> dict[str, str]:
+        prefix = self._prefix
+        return {
+            prefix + _OIDC_PATH: "discovery",
+            _OAUTH_PATH + prefix: "oauth_metadata",
+            prefix + "/jwks.json": "jwks",
+            prefix + "/token": "token",
+        }
+
+    def _respond(self, request: HTTPRequest) -> HTTPReply:
+        """Answer one request: count it, apply its endpoint's fault, else reply normally."""
+        path = request.path
+        moved = path.startswith(_MOVED + "/")
+        if moved:
+            path = path[len(_MOVED) :]
+        endpoint = self._routes().get(path)
+        if endpoint is None:
+            return json_reply(404, {"error": "not_found"})
+        with self._lock:
+            self.counts[endpoint] += 1
+            fault = None if moved else self._faults.get(endpoint)
+            if fault is not None and fault.take():
+                del self._faults[endpoint]
+        if fault is None:
+            return self._endpoint_reply(endpoint, request)
+        return fault.apply(
+            lambda: self._endpoint_reply(endpoint, request),
+            self._current_origin() + _MOVED + path,
+        )
+
+    def _endpoint_reply(self, endpoint: str, request: HTTPRequest) -> HTTPReply:
+        if endpoint == "token":
+            try:
+                grant = authorize(request, self._clients_snapshot())
+            except OAuthError as exc:
+                return error_reply(exc)
+            token = self.mint(
+                grant.client.client_id,
+                client_id=grant.client.client_id,
+                scopes=grant.scopes,
+                audience=grant.audience,
+                expires_in=grant.client.expires_in,
+            )
+            return token_reply(token, grant)
+        if request.method != "GET":
+            return json_reply(405, {"error": "method_not_allowed"}, ("allow", "GET"))
+        if endpoint == "jwks":
+            max_age = self.jwks_max_age
+            headers = () if max_age is None else (("cache-control", f"public, max-age={max_age}"),)
+            return json_reply(200, self.jwks(), *headers)
+        return json_reply(200, self.metadata(oidc=endpoint == "discovery"))
+
+    def _clients_snapshot(self) -> dict[str, RegisteredClient]:
+        with self._lock:
+            return dict(self._clients)

@@ -1,0 +1,151 @@
+"""Signing keys for the fake issuer: generation, JWK export, PEM export.
+
+Keys are generated at run time (nothing is checked in) and never leave the process except as
+public JWKs, unless a test asks for the private form on purpose.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+__all__ = ["SUPPORTED_ALGORITHMS", "PrivateKey", "SigningKey", "generate_key"]
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+"""The private key types a :class:`SigningKey` can hold."""
+
+_RSA_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+_EC_CURVES: dict[str, tuple[ec.EllipticCurve, str]] = {
+    "ES256": (ec.SECP256R1(), "P-256"),
+    "ES384": (ec.SECP384R1(), "P-384"),
+    "ES512": (ec.SECP521R1(), "P-521"),
+}
+SUPPORTED_ALGORITHMS: tuple[str, ...] = (*_RSA_ALGS, *_EC_CURVES, "EdDSA")
+"""Every JWS algorithm the fake issuer can generate keys for."""
+
+_CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _uint(value: int, length: int | None = None) -> str:
+    size = length if length is not None else max(1, (value.bit_length() + 7) // 8)
+    return _b64url(value.to_bytes(size, "big"))
+
+
+def _public_members(key: PrivateKey) -> dict[str, str]:
+    """The JWK members that describe the public half of ``key`` (RFC 7518 §6, RFC 8037)."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        numbers = key.public_key().public_numbers()
+        return {"kty": "RSA", "n": _uint(numbers.n), "e": _uint(numbers.e)}
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        point = key.public_key().public_numbers()
+        size = (key.curve.key_size + 7) // 8
+        return {
+            "kty": "EC",
+            "crv": _CURVE_NAMES[key.curve.name],
+            "x": _uint(point.x, size),
+            "y": _uint(point.y, size),
+        }
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return {"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw)}
+
+
+def _thumbprint(members: dict[str, str]) -> str:
+    """RFC 7638 JWK thumbprint (SHA-256) over the required public members."""
+    required = {
+        "RSA": ("e", "kty", "n"),
+        "EC": ("crv", "kty", "x", "y"),
+        "OKP": ("crv", "kty", "x"),
+    }
+    canonical = {name: members[name] for name in required[members["kty"]]}
+    digest = hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).digest()
+    return _b64url(digest)
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """A private signing key with its ``kid`` and the JWS ``alg`` it signs with."""
+
+    kid: str
+    alg: str
+    private_key: PrivateKey = field(repr=False)
+
+    def public_jwk(self) -> dict[str, Any]:
+        """The public JWK: ``kty``, key members, ``kid``, ``alg`` and ``use: sig``."""
+        return {**_public_members(self.private_key), "kid": self.kid, "alg": self.alg, "use": "sig"}
+
+    def private_jwk(self) -> dict[str, Any]:
+        """The JWK *with* private members (``d``...), for tests that publish one on purpose."""
+        jwk = self.public_jwk()
+        key = self.private_key
+        if isinstance(key, rsa.RSAPrivateKey):
+            numbers = key.private_numbers()
+            jwk.update(
+                d=_uint(numbers.d),
+                p=_uint(numbers.p),
+                q=_uint(numbers.q),
+                dp=_uint(numbers.dmp1),
+                dq=_uint(numbers.dmq1),
+                qi=_uint(numbers.iqmp),
+            )
+        elif isinstance(key, ec.EllipticCurvePrivateKey):
+            size = (key.curve.key_size + 7) // 8
+            jwk["d"] = _uint(key.private_numbers().private_value, size)
+        else:
+            raw = key.private_bytes(
+                serialization.Encoding.Raw,
+                serialization.PrivateFormat.Raw,
+                serialization.NoEncryption(),
+            )
+            jwk["d"] = _b64url(raw)
+        return jwk
+
+    def private_pem(self) -> bytes:
+        """The private key as unencrypted PKCS#8 PEM."""
+        return self.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def public_pem(self) -> bytes:
+        """The public key as SubjectPublicKeyInfo PEM."""
+        return self.private_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+
+def generate_key(alg: str, kid: str | None = None, *, key_size: int | None = None) -> SigningKey:
+    """Generate a fresh key for ``alg``; ``kid`` defaults to the RFC 7638 thumbprint.
+
+    ``key_size`` (RSA only, default 2048) lets a test make a deliberately weak key.
+    """
+    if alg not in SUPPORTED_ALGORITHMS:
+        raise ValueError(
+            f"unsupported algorithm {alg!r}: use one of {', '.join(SUPPORTED_ALGORITHMS)}"
+        )
+    if kid is not None and (not isinstance(kid, str) or not kid):
+        raise TypeError("kid must be a non-empty str or None")
+    if key_size is not None and alg not in _RSA_ALGS:
+        raise ValueError(f"key_size applies to RSA algorithms only, not {alg!r}")
+    if key_size is not None and (
+        isinstance(key_size, bool) or not isinstance(key_size, int) or key_size < 1024
+    ):
+        raise ValueError("key_size must be an int of at least 1024 (bits)")
+    private_key: PrivateKey
+    if alg in _RSA_ALGS:
+        private_key = rsa.generate_private_key(public_exponent=65537, key_size=key_size or 2048)
+    elif alg in _EC_CURVES:
+        private_key = ec.generate_private_key(_EC_CURVES[alg][0])
+    else:
+        private_key = ed25519.Ed25519PrivateKey.generate()
+    return SigningKey(kid or _thumbprint(_public_members(private_key)), alg, private_key)
