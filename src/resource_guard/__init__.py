@@ -5,6 +5,7 @@ Verify bearer JWT access tokens locally against the issuer's JWKS, fast and safe
 
 from ._models import AccessToken
 from ._verifier import TokenVerifier
+from .client import ClientCredentialsAuth
 from .exceptions import (
     ExpiredTokenError,
     ImmatureTokenError,
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccessToken",
+    "ClientCredentialsAuth",
     "ExpiredTokenError",
     "ImmatureTokenError",
     "InsufficientScopeError",

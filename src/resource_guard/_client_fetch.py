@@ -1,0 +1,233 @@
+"""How :class:`~resource_guard.client.ClientCredentialsAuth` gets one token: discover the
+token endpoint if needed, send the client-credentials request, read the reply. Sync and
+async twins; *when* to fetch (caching, locking) is the caller's business."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from ._client_http import (
+    Reply,
+    RetryPolicy,
+    exchange_async,
+    exchange_sync,
+    send_async,
+    send_sync,
+    where,
+)
+from ._client_token import (
+    DiscoveryError,
+    Token,
+    basic_authorization,
+    discovery_urls,
+    token_endpoint_from,
+    token_form,
+    token_from_reply,
+)
+from .exceptions import TokenRequestError
+
+logger = logging.getLogger("resource_guard.client")
+
+_ACCEPT_JSON = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Credentials:
+    """What the token request says: the client, its secret and what it asks for."""
+
+    client_id: str
+    client_secret: str
+    scopes: tuple[str, ...]
+    audience: str | None
+    extra_params: Mapping[str, str]
+    auth_method: str
+
+    def __repr__(self) -> str:
+        return f"Credentials(client_id={self.client_id!r})"
+
+    def request(
+        self, client: httpx.Client | httpx.AsyncClient, url: str, timeout: float
+    ) -> httpx.Request:
+        """The token request, credentials in a Basic header or in the body."""
+        headers = dict(_ACCEPT_JSON)
+        post = self.auth_method == "client_secret_post"
+        if not post:
+            headers["Authorization"] = basic_authorization(self.client_id, self.client_secret)
+        form = token_form(
+            scopes=self.scopes,
+            audience=self.audience,
+            extra_params=self.extra_params,
+            client_id=self.client_id if post else None,
+            client_secret=self.client_secret if post else None,
+        )
+        return client.build_request("POST", url, data=form, headers=headers, timeout=timeout)
+
+
+class TokenFetcher:
+    """Fetch one token (discovering the endpoint from ``issuer`` first if needed)."""
+
+    def __init__(
+        self,
+        *,
+        token_url: str | None,
+        issuer: str | None,
+        credentials: Credentials,
+        timeout: float,
+        refresh_skew: float,
+        policy: RetryPolicy,
+        sync_http: httpx.Client | None,
+        async_http: httpx.AsyncClient | None,
+        allow_insecure_http: bool,
+        clock: Callable[[], float],
+    ) -> None:
+        self.token_url = token_url
+        self._issuer = issuer or ""
+        self._credentials = credentials
+        self._timeout = timeout
+        self._refresh_skew = refresh_skew
+        self._policy = policy
+        self.sync_http = sync_http
+        self.async_http = async_http
+        self._allow_insecure_http = allow_insecure_http
+        self._clock = clock
+        self.sleep: Callable[[float], object] = time.sleep
+        self.async_sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
+
+    # -- sync -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _sync_client(self) -> Iterator[httpx.Client]:
+        if self.sync_http is not None:
+            yield self.sync_http
+            return
+        with httpx.Client(timeout=self._timeout, follow_redirects=False) as client:
+            yield client
+
+    def fetch_sync(self) -> Token:
+        """A new token, or :class:`TokenRequestError`."""
+        with self._sync_client() as client:
+            url = self.token_url or self._discover_sync(client)
+            started = self._clock()
+            reply = exchange_sync(
+                lambda: send_sync(
+                    client,
+                    self._credentials.request(client, url, self._timeout),
+                    timeout=self._timeout,
+                ),
+                url=url,
+                policy=self._policy,
+                sleep=self.sleep,
+            )
+        return self._token_from(url, reply, started)
+
+    def _discover_sync(self, client: httpx.Client) -> str:
+        reasons: list[str] = []
+        for url in discovery_urls(self._issuer):
+            request = client.build_request("GET", url, headers=_ACCEPT_JSON, timeout=self._timeout)
+            try:
+                reply = exchange_sync(
+                    functools.partial(send_sync, client, request, timeout=self._timeout),
+                    url=url,
+                    policy=self._policy,
+                    sleep=self.sleep,
+                )
+            except TokenRequestError as error:
+                reasons.append(error.message)
+                continue
+            endpoint = self._endpoint_from(url, reply, reasons)
+            if endpoint is not None:
+                return endpoint
+        raise self._undiscovered(reasons)
+
+    # -- async ------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _async_client(self) -> AsyncIterator[httpx.AsyncClient]:
+        if self.async_http is not None:
+            yield self.async_http
+            return
+        async with httpx.AsyncClient(timeout=self._timeout, follow_redirects=False) as client:
+            yield client
+
+    async def fetch_async(self) -> Token:
+        """Async twin of :meth:`fetch_sync`."""
+        async with self._async_client() as client:
+            url = self.token_url or await self._discover_async(client)
+            started = self._clock()
+            reply = await exchange_async(
+                lambda: send_async(
+                    client,
+                    self._credentials.request(client, url, self._timeout),
+                    timeout=self._timeout,
+                ),
+                url=url,
+                policy=self._policy,
+                sleep=self.async_sleep,
+            )
+        return self._token_from(url, reply, started)
+
+    async def _discover_async(self, client: httpx.AsyncClient) -> str:
+        reasons: list[str] = []
+        for url in discovery_urls(self._issuer):
+            request = client.build_request("GET", url, headers=_ACCEPT_JSON, timeout=self._timeout)
+            try:
+                reply = await exchange_async(
+                    functools.partial(send_async, client, request, timeout=self._timeout),
+                    url=url,
+                    policy=self._policy,
+                    sleep=self.async_sleep,
+                )
+            except TokenRequestError as error:
+                reasons.append(error.message)
+                continue
+            endpoint = self._endpoint_from(url, reply, reasons)
+            if endpoint is not None:
+                return endpoint
+        raise self._undiscovered(reasons)
+
+    # -- requests and replies ------------------------------------------------------------
+
+    def _token_from(self, url: str, reply: Reply, started: float) -> Token:
+        token = token_from_reply(
+            reply.status_code,
+            reply.body,
+            where=where(url),
+            secret=self._credentials.client_secret,
+            now=started,
+            skew=self._refresh_skew,
+        )
+        logger.info(
+            "obtained an access token from %s, valid for %.0f s",
+            where(url),
+            token.expires_at - token.obtained_at,
+        )
+        return token
+
+    def _endpoint_from(self, url: str, reply: Reply, reasons: list[str]) -> str | None:
+        try:
+            endpoint = token_endpoint_from(
+                reply.status_code,
+                reply.body,
+                issuer=self._issuer,
+                allow_insecure_http=self._allow_insecure_http,
+            )
+        except DiscoveryError as error:
+            reasons.append(f"{where(url)}: {error}")
+            return None
+        self.token_url = endpoint
+        logger.info("discovered the token endpoint %s", where(endpoint))
+        return endpoint
+
+    def _undiscovered(self, reasons: list[str]) -> TokenRequestError:
+        return TokenRequestError(
+            f"could not discover the token endpoint of issuer {self._issuer!r}: "
+            + "; ".join(reasons)
+        )

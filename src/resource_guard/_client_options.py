@@ -1,0 +1,162 @@
+"""Validation of :class:`~resource_guard.client.ClientCredentialsAuth` options and its
+environment variables. Messages say what to fix and never repeat a secret."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import httpx
+
+from ._options import split_list
+
+AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+RESERVED_PARAMS = {
+    "grant_type": "it is always client_credentials",
+    "client_id": "use client_id=",
+    "client_secret": "use client_secret=",
+    "scope": "use scopes=",
+    "audience": "use audience=",
+}
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+ENV_STRINGS = {
+    "client_id": "RESOURCE_GUARD_CLIENT_ID",
+    "token_url": "RESOURCE_GUARD_TOKEN_URL",
+    "issuer": "RESOURCE_GUARD_ISSUER",
+    "audience": "RESOURCE_GUARD_AUDIENCE",
+    "cache_dir": "RESOURCE_GUARD_TOKEN_CACHE_DIR",
+    "auth_method": "RESOURCE_GUARD_CLIENT_AUTH_METHOD",
+}
+ENV_CLIENT_AUDIENCE = "RESOURCE_GUARD_CLIENT_AUDIENCE"
+"""Wins over RESOURCE_GUARD_AUDIENCE, which a protected service also uses for itself."""
+ENV_SECRET = "RESOURCE_GUARD_CLIENT_SECRET"
+ENV_SCOPES = "RESOURCE_GUARD_SCOPES"
+
+
+def text(name: str, value: object) -> str:
+    """A non-empty string without control characters (the value may be shown)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+    if not value.strip() or _CONTROL.search(value):
+        raise ValueError(f"{name} must be a non-empty string without control characters")
+    return value
+
+
+def secret(value: object) -> str:
+    """The client secret: a non-empty string. The value is never shown."""
+    if not isinstance(value, str):
+        raise TypeError(f"client_secret must be a string, got {type(value).__name__}")
+    if not value or _CONTROL.search(value):
+        raise ValueError("client_secret must be a non-empty string without control characters")
+    return value
+
+
+def scopes(value: object) -> tuple[str, ...]:
+    """Scopes from a space-delimited string or an iterable of strings, deduplicated in order."""
+    items: Iterable[object]
+    if value is None:
+        items = ()
+    elif isinstance(value, str):
+        items = value.split()
+    elif isinstance(value, Iterable) and not isinstance(value, bytes | Mapping):
+        items = value
+    else:
+        raise TypeError("scopes must be a space-delimited string or a sequence of strings")
+    result: dict[str, None] = {}
+    for item in items:
+        if not isinstance(item, str) or not _SCOPE_TOKEN.fullmatch(item):
+            raise ValueError(
+                f"scopes must be RFC 6749 scope tokens (no spaces, quotes or backslashes), "
+                f"got {item!r}"
+            )
+        result[item] = None
+    return tuple(result)
+
+
+def extra_params(value: object) -> dict[str, str]:
+    """Extra form fields for the token request (string names and values)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError("extra_params must be a mapping of parameter names to strings")
+    result: dict[str, str] = {}
+    for name, item in value.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"extra_params names must be non-empty strings, got {name!r}")
+        if name in RESERVED_PARAMS:
+            raise ValueError(f"extra_params must not set {name!r}: {RESERVED_PARAMS[name]}")
+        if not isinstance(item, str):
+            raise TypeError(f"extra_params[{name!r}] must be a string, got {type(item).__name__}")
+        result[name] = item
+    return result
+
+
+def auth_method(value: object) -> str:
+    """One of :data:`AUTH_METHODS`."""
+    for method in AUTH_METHODS:
+        if value == method:
+            return method
+    raise ValueError(f"auth_method must be one of {', '.join(AUTH_METHODS)}, got {value!r}")
+
+
+def http_clients(value: object) -> tuple[httpx.Client | None, httpx.AsyncClient | None]:
+    """At most one ``httpx.Client`` and one ``httpx.AsyncClient``, alone or in a sequence."""
+    items: tuple[object, ...]
+    if value is None:
+        items = ()
+    elif isinstance(value, list | tuple):
+        items = tuple(value)
+    else:
+        items = (value,)
+    sync_client: httpx.Client | None = None
+    async_client: httpx.AsyncClient | None = None
+    for item in items:
+        if isinstance(item, httpx.Client) and sync_client is None:
+            sync_client = item
+        elif isinstance(item, httpx.AsyncClient) and async_client is None:
+            async_client = item
+        else:
+            raise TypeError(
+                "http_client must be an httpx.Client, an httpx.AsyncClient, or a pair of one "
+                f"of each, got {type(item).__name__}"
+            )
+    return sync_client, async_client
+
+
+def from_environ(environ: Mapping[str, str], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Constructor keywords from ``RESOURCE_GUARD_*`` variables, ``overrides`` winning."""
+    options: dict[str, Any] = {}
+    url_given = "token_url" in overrides or "issuer" in overrides
+    for option, variable in ENV_STRINGS.items():
+        if url_given and option in ("token_url", "issuer"):
+            continue
+        raw = environ.get(variable, "").strip()
+        if raw:
+            options[option] = raw
+    client_audience = environ.get(ENV_CLIENT_AUDIENCE, "").strip()
+    if client_audience:
+        options["audience"] = client_audience
+    raw_secret = environ.get(ENV_SECRET, "")
+    if raw_secret.strip():
+        options["client_secret"] = raw_secret
+    raw_scopes = environ.get(ENV_SCOPES, "").strip()
+    if raw_scopes:
+        options["scopes"] = split_list(raw_scopes)
+    options.update(overrides)
+    missing = [
+        variable
+        for option, variable in (
+            ("client_id", ENV_STRINGS["client_id"]),
+            ("client_secret", ENV_SECRET),
+        )
+        if options.get(option) is None
+    ]
+    if options.get("token_url") is None and options.get("issuer") is None:
+        missing.append(f"{ENV_STRINGS['token_url']} (or {ENV_STRINGS['issuer']})")
+    if missing:
+        raise ValueError(f"missing environment variables: {', '.join(missing)}")
+    return options

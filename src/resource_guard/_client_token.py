@@ -1,0 +1,232 @@
+"""Sans-I/O half of the client-credentials grant (RFC 6749 §4.4).
+
+Builds the token request, turns token-endpoint replies into a :class:`Token` or a
+:class:`TokenRequestError` (§5.1, §5.2) and reads discovery documents (OIDC Discovery,
+RFC 8414). Nothing here touches the network, the disk or a clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeGuard
+from urllib.parse import quote_plus, urlsplit, urlunsplit
+
+from ._fetch import check_url
+from .exceptions import TokenRequestError
+
+MAX_LIFETIME = 10 * 366 * 86400.0
+"""An ``expires_in`` above ten years is treated as garbage, not as a promise."""
+DEFAULT_LIFETIME = 300.0
+"""Lifetime assumed when a reply has no ``expires_in`` and the token is not a JWT with ``exp``."""
+SKEW_FRACTION = 0.5
+"""The refresh skew never exceeds this fraction of a token's lifetime."""
+
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Token:
+    """An access token and its timing, in epoch seconds of the configured clock."""
+
+    access_token: str
+    obtained_at: float
+    expires_at: float
+    refresh_at: float
+
+    @classmethod
+    def create(
+        cls, access_token: str, *, obtained_at: float, expires_at: float, skew: float
+    ) -> Token:
+        """A token that asks for a refresh ``skew`` seconds (at most half its life) early."""
+        lifetime = max(0.0, expires_at - obtained_at)
+        refresh_at = expires_at - min(skew, lifetime * SKEW_FRACTION)
+        return cls(access_token, obtained_at, expires_at, refresh_at)
+
+    def __repr__(self) -> str:
+        return f"Token(obtained_at={self.obtained_at!r}, expires_at={self.expires_at!r})"
+
+
+class DiscoveryError(Exception):
+    """A discovery document is unusable; the message says why (no secrets in it)."""
+
+
+def is_b64token(value: object) -> TypeGuard[str]:
+    """True for a string fit to follow ``Bearer`` (RFC 6750 §2.1 ``b64token``)."""
+    return isinstance(value, str) and _B64TOKEN.fullmatch(value) is not None
+
+
+def form_encode(value: str) -> str:
+    """``application/x-www-form-urlencoded`` encoding of one value (RFC 6749 §2.3.1)."""
+    return quote_plus(value, safe="")
+
+
+def basic_authorization(client_id: str, client_secret: str) -> str:
+    """The ``Authorization`` value of ``client_secret_basic``: both parts form-encoded first."""
+    pair = f"{form_encode(client_id)}:{form_encode(client_secret)}"
+    return "Basic " + base64.b64encode(pair.encode("ascii")).decode("ascii")
+
+
+def token_form(
+    *,
+    scopes: Iterable[str],
+    audience: str | None,
+    extra_params: Mapping[str, str],
+    client_id: str | None = None,
+    client_secret: str | None = None,
+) -> dict[str, str]:
+    """The form fields of a client-credentials request (credentials only for ``_post``)."""
+    form = {"grant_type": "client_credentials"}
+    if client_id is not None and client_secret is not None:
+        form["client_id"] = client_id
+        form["client_secret"] = client_secret
+    scope = " ".join(scopes)
+    if scope:
+        form["scope"] = scope
+    if audience is not None:
+        form["audience"] = audience
+    form.update(extra_params)
+    return form
+
+
+def safe_text(value: object, *, secret: str, limit: int = 200) -> str | None:
+    """A server-supplied string made fit for messages: printable, short, secret removed."""
+    if not isinstance(value, str):
+        return None
+    if secret:
+        value = value.replace(secret, "[redacted]")
+    return _UNPRINTABLE.sub("?", value)[:limit]
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        document = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def error_from_reply(
+    status_code: int, body: bytes, *, where: str, secret: str
+) -> TokenRequestError:
+    """A :class:`TokenRequestError` for a refusal, with the RFC 6749 §5.2 fields when present."""
+    document = _json_object(body) or {}
+    error = safe_text(document.get("error"), secret=secret, limit=80)
+    description = safe_text(document.get("error_description"), secret=secret)
+    message = f"the token endpoint {where} answered HTTP {status_code}"
+    if error:
+        message += f": {error}"
+        if description:
+            message += f" ({description})"
+    return TokenRequestError(
+        message, error=error, error_description=description, status_code=status_code
+    )
+
+
+def token_from_reply(
+    status_code: int, body: bytes, *, where: str, secret: str, now: float, skew: float
+) -> Token:
+    """The token of a successful reply (RFC 6749 §5.1), else a :class:`TokenRequestError`."""
+    if status_code != 200:
+        raise error_from_reply(status_code, body, where=where, secret=secret)
+    document = _json_object(body)
+    if document is None:
+        raise TokenRequestError(
+            f"the token endpoint {where} answered with a body that is not a JSON object",
+            status_code=status_code,
+        )
+    if "error" in document and "access_token" not in document:
+        raise error_from_reply(status_code, body, where=where, secret=secret)
+
+    def invalid(reason: str) -> TokenRequestError:
+        return TokenRequestError(f"the token endpoint {where} {reason}", status_code=status_code)
+
+    access_token = document.get("access_token")
+    if not is_b64token(access_token):
+        raise invalid("sent no usable access_token")
+    token_type = document.get("token_type")
+    if not isinstance(token_type, str):
+        raise invalid("sent no token_type")
+    if token_type.lower() != "bearer":
+        shown = safe_text(token_type, secret=secret, limit=40)
+        raise invalid(f"issued a token of type {shown!r}, not a Bearer token")
+    lifetime = _lifetime(document.get("expires_in"), access_token, now)
+    if lifetime is None:
+        raise invalid("sent an invalid expires_in")
+    return Token.create(access_token, obtained_at=now, expires_at=now + lifetime, skew=skew)
+
+
+def _lifetime(expires_in: object, access_token: str, now: float) -> float | None:
+    """Seconds the token lives: ``expires_in``, else the JWT's ``exp``, else a default.
+
+    None when ``expires_in`` is present but not a positive, plausible number of seconds
+    (numbers and digit strings, as some providers send, are accepted).
+    """
+    if expires_in is None:
+        return _jwt_lifetime(access_token, now) or DEFAULT_LIFETIME
+    value: float
+    if isinstance(expires_in, str) and expires_in.isascii() and expires_in.isdigit():
+        value = float(int(expires_in))
+    elif isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
+        value = float(expires_in)
+    else:
+        return None
+    if not math.isfinite(value) or not 0 < value <= MAX_LIFETIME:
+        return None
+    return value
+
+
+def _jwt_lifetime(access_token: str, now: float) -> float | None:
+    """The remaining life from a JWT's ``exp``, read without verification (only for caching)."""
+    parts = access_token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    claims = _json_object(payload) or {}
+    exp = claims.get("exp")
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        return None
+    remaining = float(exp) - now
+    return remaining if 0 < remaining <= MAX_LIFETIME else None
+
+
+def discovery_urls(issuer: str) -> tuple[str, str]:
+    """Where to look for metadata: OIDC Discovery first, then RFC 8414 (path inserted)."""
+    parts = urlsplit(issuer)
+    path = parts.path.rstrip("/")
+    oidc = urlunsplit(
+        (parts.scheme, parts.netloc, f"{path}/.well-known/openid-configuration", "", "")
+    )
+    oauth = urlunsplit(
+        (parts.scheme, parts.netloc, f"/.well-known/oauth-authorization-server{path}", "", "")
+    )
+    return oidc, oauth
+
+
+def token_endpoint_from(
+    status_code: int, body: bytes, *, issuer: str, allow_insecure_http: bool
+) -> str:
+    """The ``token_endpoint`` of a discovery reply, checked; else :class:`DiscoveryError`."""
+    if status_code != 200:
+        raise DiscoveryError(f"HTTP {status_code}")
+    document = _json_object(body)
+    if document is None:
+        raise DiscoveryError("not a JSON object")
+    if document.get("issuer") != issuer:
+        raise DiscoveryError("its issuer differs from the configured issuer")
+    endpoint = document.get("token_endpoint")
+    if not isinstance(endpoint, str):
+        raise DiscoveryError("no token_endpoint")
+    try:
+        return check_url(endpoint, "token_endpoint", allow_insecure_http=allow_insecure_http)
+    except ValueError as exc:
+        raise DiscoveryError(str(exc)) from None

@@ -1,0 +1,403 @@
+"""The caller's side: :class:`ClientCredentialsAuth`, an ``httpx.Auth`` for the OAuth 2.0
+client-credentials grant (RFC 6749 §4.4).
+
+It obtains an access token, keeps it in memory (and optionally on disk), refreshes it before
+it expires, lets concurrent requests share one token request, and answers a 401 from the
+resource server with one new token and one retry::
+
+    auth = ClientCredentialsAuth(
+        token_url="https://idp.example.com/oauth2/token",
+        client_id="orders-worker", client_secret=secret, scopes=["orders:read"],
+    )
+    with httpx.Client(auth=auth) as client:
+        client.get("https://orders.example.com/orders")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from . import _client_options as options
+from ._client_cache import DiskCache, cache_key
+from ._client_fetch import Credentials, TokenFetcher
+from ._client_http import RetryPolicy
+from ._client_token import Token
+from ._fetch import check_url
+from ._options import count, seconds
+from .exceptions import TokenRequestError
+
+__all__ = ["ClientCredentialsAuth"]
+
+logger = logging.getLogger("resource_guard.client")
+
+STALE_HOLD = 5.0
+"""After a failed refresh, seconds to keep serving the still-valid token before trying again."""
+
+
+def _copy(error: TokenRequestError) -> TokenRequestError:
+    """A fresh instance for another waiter (one exception object is never raised twice)."""
+    return TokenRequestError(
+        error.message,
+        error=error.error,
+        error_description=error.error_description,
+        status_code=error.status_code,
+    )
+
+
+def _replayable(request: httpx.Request) -> bool:
+    """True when the request body can be sent again (bytes, not a consumed iterator)."""
+    return isinstance(request.stream, httpx.ByteStream)
+
+
+class ClientCredentialsAuth(httpx.Auth):
+    """``httpx.Auth`` that sends ``Authorization: Bearer <token>`` from the client-credentials
+    grant, for ``httpx.Client`` and ``httpx.AsyncClient`` alike.
+
+    Give ``token_url``, or ``issuer`` to discover the token endpoint (OIDC Discovery, then
+    RFC 8414; the document's ``issuer`` must equal the configured one). Options, all
+    keyword-only and checked here (``ValueError``/``TypeError`` say what to fix):
+
+    - ``client_id``, ``client_secret``: the client's credentials.
+    - ``scopes``: a space-delimited string or a sequence; ``audience``: sent as
+      ``audience`` (Auth0 and similar); ``extra_params``: more form fields.
+    - ``auth_method``: ``"client_secret_basic"`` (default; id and secret form-encoded, then
+      HTTP Basic, RFC 6749 §2.3.1) or ``"client_secret_post"`` (credentials in the body).
+    - ``timeout``: seconds for one exchange with the token endpoint (default 10).
+    - ``refresh_skew``: refresh this many seconds before expiry (default 30; at most half
+      the token's lifetime).
+    - ``cache_dir``: also cache tokens on disk there (0700 directory, 0600 files), so
+      restarts and cold starts reuse a token; checked for writability here.
+    - ``http_client``: an ``httpx.Client``, an ``httpx.AsyncClient`` or one of each, used
+      for token requests (never the client being authenticated); otherwise a short-lived
+      client of our own per token request.
+    - ``clock``: epoch seconds (default ``time.time``); ``retries`` (default 2) and
+      ``retry_backoff`` (default 0.5 s, doubled per retry, jittered) for network errors and
+      5xx; ``refetch_cooldown``: minimum seconds between two token drops caused by 401
+      replies (default 10), so a resource server that refuses every token cannot turn
+      each request into a token request; ``allow_insecure_http``: permit a plain-http
+      token endpoint that is not loopback.
+
+    Failures of the token endpoint raise :class:`~resource_guard.exceptions.TokenRequestError`
+    from the request being sent. The secret never appears in logs, messages or ``repr``.
+    """
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        client_secret: str,
+        token_url: str | None = None,
+        issuer: str | None = None,
+        scopes: str | Sequence[str] | None = None,
+        audience: str | None = None,
+        extra_params: Mapping[str, str] | None = None,
+        auth_method: str = "client_secret_basic",
+        timeout: float = 10.0,
+        refresh_skew: float = 30.0,
+        cache_dir: str | os.PathLike[str] | None = None,
+        http_client: httpx.Client
+        | httpx.AsyncClient
+        | Sequence[httpx.Client | httpx.AsyncClient]
+        | None = None,
+        clock: Callable[[], float] = time.time,
+        retries: int = 2,
+        retry_backoff: float = 0.5,
+        refetch_cooldown: float = 10.0,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        if not isinstance(allow_insecure_http, bool):
+            raise TypeError("allow_insecure_http must be a bool")
+        if (token_url is None) == (issuer is None):
+            raise ValueError("give exactly one of token_url= or issuer= (for discovery)")
+        if token_url is not None:
+            check_url(token_url, "token_url", allow_insecure_http=allow_insecure_http)
+        if issuer is not None:
+            check_url(issuer, "issuer", allow_insecure_http=allow_insecure_http)
+        if not callable(clock):
+            raise TypeError("clock must be a callable returning epoch seconds")
+        self._issuer = issuer
+        self._credentials = Credentials(
+            client_id=options.text("client_id", client_id),
+            client_secret=options.secret(client_secret),
+            scopes=options.scopes(scopes),
+            audience=None if audience is None else options.text("audience", audience),
+            extra_params=options.extra_params(extra_params),
+            auth_method=options.auth_method(auth_method),
+        )
+        self._refresh_skew = seconds("refresh_skew", refresh_skew, low=0.0, high=86400.0)
+        policy = RetryPolicy(
+            retries=count("retries", retries, low=0, high=10),
+            backoff=seconds("retry_backoff", retry_backoff, low=0.0, high=60.0),
+        )
+        self._refetch_cooldown = seconds(
+            "refetch_cooldown", refetch_cooldown, low=0.0, high=86400.0
+        )
+        sync_http, async_http = options.http_clients(http_client)
+        self._clock = clock
+        self._fetcher = TokenFetcher(
+            token_url=token_url,
+            issuer=issuer,
+            credentials=self._credentials,
+            timeout=seconds("timeout", timeout, low=0.001, high=300.0),
+            refresh_skew=self._refresh_skew,
+            policy=policy,
+            sync_http=sync_http,
+            async_http=async_http,
+            allow_insecure_http=allow_insecure_http,
+            clock=clock,
+        )
+
+        self._disk: DiskCache | None = None
+        if cache_dir is not None:
+            if not isinstance(cache_dir, str | os.PathLike):
+                raise TypeError("cache_dir must be a path (str or os.PathLike)")
+            if not os.fspath(cache_dir).strip():
+                raise ValueError("cache_dir must name a directory, got an empty path")
+            key = cache_key(
+                source="token_url" if issuer is None else "issuer",
+                url=token_url or issuer or "",
+                client_id=self._credentials.client_id,
+                scopes=self._credentials.scopes,
+                audience=self._credentials.audience,
+                extra_params=self._credentials.extra_params,
+            )
+            self._disk = DiskCache.open(cache_dir, key)
+
+        self._token: Token | None = None
+        self._generation = 0
+        self._failure: TokenRequestError | None = None
+        self._hold_until = 0.0
+        self._last_drop = float("-inf")
+        self._lock = threading.Lock()
+        self._loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._loop_locks_guard = threading.Lock()
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> ClientCredentialsAuth:
+        """Build from ``RESOURCE_GUARD_*`` variables; keyword ``overrides`` win.
+
+        Reads ``RESOURCE_GUARD_CLIENT_ID``, ``_CLIENT_SECRET``, ``_TOKEN_URL`` (or
+        ``_ISSUER``), ``_AUDIENCE``, ``_SCOPES`` (space or comma separated),
+        ``_TOKEN_CACHE_DIR`` and ``_CLIENT_AUTH_METHOD``. Missing required variables raise
+        ``ValueError`` naming them.
+        """
+        env = os.environ if environ is None else environ
+        return cls(**options.from_environ(env, overrides))
+
+    @property
+    def token_url(self) -> str | None:
+        """The token endpoint: configured, or discovered (None until the first request)."""
+        return self._fetcher.token_url
+
+    @property
+    def client_id(self) -> str:
+        """The OAuth client id."""
+        return self._credentials.client_id
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """The scopes asked for, in order."""
+        return self._credentials.scopes
+
+    @property
+    def audience(self) -> str | None:
+        """The ``audience`` parameter, if any."""
+        return self._credentials.audience
+
+    def __repr__(self) -> str:
+        credentials = self._credentials
+        endpoint = (
+            f"token_url={self._fetcher.token_url!r}"
+            if self._issuer is None
+            else f"issuer={self._issuer!r}"
+        )
+        return (
+            f"ClientCredentialsAuth({endpoint}, client_id={credentials.client_id!r}, "
+            f"scopes={credentials.scopes!r}, audience={credentials.audience!r}, "
+            f"auth_method={credentials.auth_method!r})"
+        )
+
+    # -- httpx.Auth -------------------------------------------------------------------------
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        token = self._sync_token()
+        response = yield self._authorize(request, token)
+        if response.status_code != 401 or not self._sync_reject(token):
+            return
+        if _replayable(request):
+            yield self._authorize(request, self._sync_token())
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        token = await self._async_token()
+        response = yield self._authorize(request, token)
+        if response.status_code != 401 or not await self._async_reject(token):
+            return
+        if _replayable(request):
+            yield self._authorize(request, await self._async_token())
+
+    def get_token(self) -> str:
+        """The current access token (fetched if needed), for use outside httpx."""
+        return self._sync_token().access_token
+
+    async def aget_token(self) -> str:
+        """Async twin of :meth:`get_token`."""
+        return (await self._async_token()).access_token
+
+    @staticmethod
+    def _authorize(request: httpx.Request, token: Token) -> httpx.Request:
+        request.headers["Authorization"] = f"Bearer {token.access_token}"
+        return request
+
+    # -- cache decisions (callers hold the sync lock or their loop's lock) ------------------
+
+    def _fresh(self, now: float) -> Token | None:
+        """The cached token if it needs no refresh now (or a refresh just failed)."""
+        token = self._token
+        if token is None:
+            return None
+        if now < token.refresh_at or (now < token.expires_at and now < self._hold_until):
+            return token
+        return None
+
+    def _reuse(self, generation: int) -> Token | None:
+        """After waiting for the lock: the token another caller got, or the failure it met."""
+        token = self._fresh(self._clock())
+        if token is None and generation != self._generation and self._failure is not None:
+            raise _copy(self._failure)
+        return token
+
+    def _adopt(self, stored: Token | None) -> Token | None:
+        if stored is None or not self._clock() < stored.refresh_at:
+            return None
+        logger.debug("using the access token cached on disk")
+        self._token = stored
+        return stored
+
+    def _keep(self, token: Token) -> None:
+        self._generation += 1
+        self._failure = None
+        self._hold_until = 0.0
+        self._token = token
+
+    def _fall_back(self, error: TokenRequestError) -> Token:
+        """Serve the current token while it is valid, else raise ``error``."""
+        now = self._clock()
+        self._generation += 1
+        self._failure = error
+        token = self._token
+        if token is None or now >= token.expires_at:
+            raise error
+        self._hold_until = now + STALE_HOLD
+        logger.warning(
+            "could not refresh the access token (%s); using the current one, which expires in "
+            "%.0f s",
+            error.message,
+            token.expires_at - now,
+        )
+        return token
+
+    def _drop(self, token: Token) -> bool | None:
+        """React to a 401 for ``token``: True to retry, False not to, None after dropping it."""
+        current = self._token
+        if current is None or current.access_token != token.access_token:
+            return True
+        now = self._clock()
+        if now - self._last_drop < self._refetch_cooldown:
+            logger.debug(
+                "the resource server refused the access token again within %.0f s; "
+                "not fetching another one yet",
+                self._refetch_cooldown,
+            )
+            return False
+        self._last_drop = now
+        self._token = None
+        logger.info("the resource server refused the access token; fetching a new one")
+        return None
+
+    # -- sync -------------------------------------------------------------------------------
+
+    def _sync_token(self) -> Token:
+        token = self._fresh(self._clock())
+        if token is not None:
+            return token
+        generation = self._generation
+        with self._lock:
+            token = self._reuse(generation)
+            if token is not None:
+                return token
+            if self._disk is not None:
+                token = self._adopt(self._disk.load(skew=self._refresh_skew))
+                if token is not None:
+                    return token
+            try:
+                token = self._fetcher.fetch_sync()
+            except TokenRequestError as error:
+                return self._fall_back(error)
+            self._keep(token)
+            if self._disk is not None:
+                self._disk.store(token)
+            return token
+
+    def _sync_reject(self, token: Token) -> bool:
+        with self._lock:
+            decision = self._drop(token)
+            if decision is None and self._disk is not None:
+                self._disk.discard(token.access_token)
+        return decision is not False
+
+    # -- async ------------------------------------------------------------------------------
+
+    def _loop_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        with self._loop_locks_guard:
+            lock = self._loop_locks.get(loop)
+            if lock is None:
+                lock = self._loop_locks[loop] = asyncio.Lock()
+            return lock
+
+    async def _async_token(self) -> Token:
+        token = self._fresh(self._clock())
+        if token is not None:
+            return token
+        generation = self._generation
+        async with self._loop_lock():
+            token = self._reuse(generation)
+            if token is not None:
+                return token
+            if self._disk is not None:
+                stored = await asyncio.to_thread(self._disk.load, skew=self._refresh_skew)
+                token = self._adopt(stored)
+                if token is not None:
+                    return token
+            try:
+                token = await self._fetcher.fetch_async()
+            except TokenRequestError as error:
+                return self._fall_back(error)
+            self._keep(token)
+            if self._disk is not None:
+                await asyncio.to_thread(self._disk.store, token)
+            return token
+
+    async def _async_reject(self, token: Token) -> bool:
+        async with self._loop_lock():
+            decision = self._drop(token)
+            if decision is None and self._disk is not None:
+                await asyncio.to_thread(self._disk.discard, token.access_token)
+        return decision is not False
