@@ -21,7 +21,8 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/ruff format --check src tests examples benchmarks
 	$(BIN)/mypy
-	$(BIN)/pytest --cov --cov-report=term
+	$(BIN)/coverage run -m pytest
+	$(BIN)/coverage report
 
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=campaign $(BIN)/pytest tests/security -k fuzz

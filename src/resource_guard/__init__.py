@@ -23,11 +23,13 @@ from .exceptions import (
     UnknownKeyError,
     UnsupportedAlgorithmError,
 )
+from .middleware import BearerAuthMiddleware, TokenUser, get_access_token
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AccessToken",
+    "BearerAuthMiddleware",
     "ClientCredentialsAuth",
     "ExpiredTokenError",
     "ImmatureTokenError",
@@ -42,8 +44,10 @@ __all__ = [
     "MalformedTokenError",
     "ResourceGuardError",
     "TokenRequestError",
+    "TokenUser",
     "TokenVerifier",
     "UnknownKeyError",
     "UnsupportedAlgorithmError",
     "__version__",
+    "get_access_token",
 ]

@@ -84,6 +84,7 @@ class UnsupportedAlgorithmError(InvalidTokenError):
     """The header's ``alg`` is not in the verifier's allow-list (``none`` never is)."""
 
     code = "unsupported_algorithm"
+    public_description = "the token's signing algorithm is not accepted"
 
 
 class UnknownKeyError(InvalidTokenError):

@@ -1,0 +1,331 @@
+"""BearerAuthMiddleware: RFC 6750 bearer-token protection for any ASGI app (pure ASGI).
+
+Every HTTP request and WebSocket handshake on a path that is not public must carry a valid
+``Authorization: Bearer <JWT>``; otherwise the middleware answers itself (401/400/403/503,
+JSON body, ``WWW-Authenticate`` challenge) and the app never runs. On success:
+
+- ``scope["auth"]`` is ``AuthCredentials(sorted token scopes)`` (``request.auth``),
+- ``scope["user"]`` is a :class:`TokenUser` (``request.user``, ``request.user.token``),
+- :func:`get_access_token` returns the :class:`~resource_guard.AccessToken`,
+
+so Starlette's own ``@requires(...)`` works unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Protocol
+
+from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._bearer import BearerReplies, BearerRequestError, Reply, extract_token
+from ._models import AccessToken
+from .exceptions import InvalidTokenError, KeysUnavailableError
+
+__all__ = ["BearerAuthMiddleware", "TokenUser", "get_access_token"]
+
+logger = logging.getLogger("resource_guard.middleware")
+
+ACCESS_TOKEN_KEY = "resource_guard.access_token"
+"""Scope key of the verified AccessToken (None on public paths and anonymous requests)."""
+REPLIES_KEY = "resource_guard.replies"
+"""Scope key of the middleware's BearerReplies; its presence proves the middleware ran."""
+DENIAL_EXTENSION = "websocket.http.response"
+_LIFESPAN_ENDS = frozenset(
+    {"lifespan.startup.failed", "lifespan.shutdown.complete", "lifespan.shutdown.failed"}
+)
+POLICY_VIOLATION = 1008
+
+MISSING_MIDDLEWARE = (
+    "resource-guard: BearerAuthMiddleware did not handle this request, so its token cannot "
+    "be checked; add app.add_middleware(BearerAuthMiddleware, verifier=...) to the "
+    "application (scope checks never allow a request they cannot check)"
+)
+
+
+class Verifier(Protocol):
+    """What the middleware needs of a verifier (TokenVerifier implements it)."""
+
+    async def verify(self, token: str) -> AccessToken: ...
+    async def start(self) -> None: ...
+    async def aclose(self) -> None: ...
+
+
+class TokenUser(BaseUser):
+    """``request.user`` of a request with a valid token; ``.token`` is the AccessToken."""
+
+    __slots__ = ("token",)
+
+    def __init__(self, token: AccessToken) -> None:
+        self.token = token
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        """The subject (``sub``), else the client id, else an empty string."""
+        return self.token.subject or self.token.client_id or ""
+
+    @property
+    def identity(self) -> str:
+        """Same as :attr:`display_name`: ``sub``, else the client id."""
+        return self.token.subject or self.token.client_id or ""
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """The scopes the token grants."""
+        return self.token.scopes
+
+    def __repr__(self) -> str:
+        return f"TokenUser({self.token!r})"
+
+
+def get_access_token(conn: HTTPConnection) -> AccessToken | None:
+    """The verified AccessToken of a request or WebSocket; None when there is none.
+
+    None on public paths and for anonymous requests (``allow_anonymous=True``). Raises
+    :class:`RuntimeError` when BearerAuthMiddleware did not handle the request.
+    """
+    scope = conn.scope
+    if REPLIES_KEY not in scope:
+        raise RuntimeError(MISSING_MIDDLEWARE)
+    token: AccessToken | None = scope.get(ACCESS_TOKEN_KEY)
+    return token
+
+
+def check_access(scope: Scope, required: tuple[str, ...], any_of: bool) -> AccessToken | Reply:
+    """The token when it holds the ``required`` scopes, else the refusal to send.
+
+    Shared by the Starlette and FastAPI integrations. Raises :class:`RuntimeError` when the
+    middleware did not run: a missing middleware must never mean "allowed".
+    """
+    replies: BearerReplies | None = scope.get(REPLIES_KEY)
+    if replies is None:
+        raise RuntimeError(MISSING_MIDDLEWARE)
+    token: AccessToken | None = scope.get(ACCESS_TOKEN_KEY)
+    if token is None:
+        return replies.missing
+    if required and not token.has_scopes(*required, any_of=any_of):
+        return replies.insufficient_scope(required, any_of=any_of)
+    return token
+
+
+async def send_reply(scope: Scope, receive: Receive, send: Send, reply: Reply) -> None:
+    """Send ``reply`` on an HTTP request, or refuse a WebSocket handshake with it.
+
+    A WebSocket gets the reply as a denial response when the server offers the
+    ``websocket.http.response`` extension, else a close with code 1008 (policy violation)
+    once the ``websocket.connect`` message arrived.
+    """
+    if scope["type"] == "http":
+        await send(
+            {"type": "http.response.start", "status": reply.status, "headers": list(reply.headers)}
+        )
+        await send({"type": "http.response.body", "body": reply.body})
+        return
+    if DENIAL_EXTENSION in (scope.get("extensions") or {}):
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": reply.status,
+                "headers": list(reply.headers),
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": reply.body})
+        return
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": POLICY_VIOLATION, "reason": ""})
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the app routes on: ``path`` without the ``root_path`` prefix."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        if len(path) == len(root):
+            return "/"
+        if path[len(root)] == "/":
+            return path[len(root) :]
+    return path
+
+
+def _public_rules(public_paths: Iterable[str]) -> tuple[frozenset[str], tuple[str, ...]]:
+    if isinstance(public_paths, str | bytes):
+        raise TypeError('public_paths must be a sequence of paths, e.g. ("/health",)')
+    exact: set[str] = set()
+    prefixes: list[str] = []
+    for path in public_paths:
+        if not isinstance(path, str):
+            raise TypeError(f"public_paths entries must be str, got {type(path).__name__}")
+        if not path.startswith("/") or "?" in path or "#" in path:
+            raise ValueError(f"public path {path!r} must start with '/' and have no query")
+        if path.endswith("/*"):
+            base = path[:-2]
+            if "*" in base:
+                raise ValueError(f"public path {path!r}: '*' is only allowed as a final '/*'")
+            if base:
+                exact.add(base)
+            prefixes.append(base + "/")
+        elif "*" in path:
+            raise ValueError(f"public path {path!r}: '*' is only allowed as a final '/*'")
+        else:
+            exact.add(path)
+    return frozenset(exact), tuple(prefixes)
+
+
+class BearerAuthMiddleware:
+    """Require a valid bearer token on every HTTP request and WebSocket not public.
+
+    Args:
+        app: the ASGI app to protect.
+        verifier: a :class:`~resource_guard.TokenVerifier` (or anything with its
+            ``verify``/``start``/``aclose``).
+        public_paths: paths served without a token. ``"/health"`` matches exactly that
+            path; ``"/docs/*"`` matches ``/docs`` and everything under ``/docs/`` (but no
+            path with ``//`` or a ``.``/``..`` segment). Default: none, every path is
+            protected (FastAPI's ``/docs`` and ``/openapi.json`` included).
+        allow_anonymous: let requests *without* credentials through, with
+            ``request.user`` unauthenticated and no token, so routes decide (for example
+            with ``require_scopes``). Invalid tokens are still refused.
+        realm: the ``realm`` of every ``WWW-Authenticate`` challenge.
+        manage_verifier: start the verifier at lifespan start-up (eager key fetch) and
+            close it at shutdown. Set False when you manage it yourself.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        verifier: Verifier,
+        public_paths: Iterable[str] = (),
+        allow_anonymous: bool = False,
+        realm: str = "api",
+        manage_verifier: bool = True,
+    ) -> None:
+        if not callable(getattr(verifier, "verify", None)):
+            raise TypeError("verifier must be a TokenVerifier (an object with async verify())")
+        if not isinstance(allow_anonymous, bool):
+            raise TypeError("allow_anonymous must be a bool")
+        if not isinstance(manage_verifier, bool):
+            raise TypeError("manage_verifier must be a bool")
+        if not isinstance(realm, str):
+            raise TypeError("realm must be a str")
+        if not realm or not realm.isascii() or not realm.isprintable():
+            raise ValueError("realm must be a non-empty string of printable ASCII")
+        self.app = app
+        self.verifier = verifier
+        self._exact, self._prefixes = _public_rules(public_paths)
+        self._anonymous = allow_anonymous
+        self._manage = manage_verifier
+        self._replies = BearerReplies(realm)
+
+    @property
+    def realm(self) -> str:
+        """The challenge realm."""
+        return self._replies.realm
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            if kind == "lifespan" and self._manage:
+                await self._lifespan(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+
+        replies = self._replies
+        scope[REPLIES_KEY] = replies
+        if self._is_public(scope):
+            await self._pass_anonymous(scope, receive, send)
+            return
+        try:
+            raw = extract_token(scope.get("headers") or (), scope.get("query_string") or b"")
+        except BearerRequestError as exc:
+            await send_reply(scope, receive, send, replies.invalid_request(exc.description))
+            return
+        if raw is None:
+            if self._anonymous:
+                await self._pass_anonymous(scope, receive, send)
+            else:
+                await send_reply(scope, receive, send, replies.missing)
+            return
+
+        try:
+            token = await self.verifier.verify(raw)
+        except InvalidTokenError as exc:
+            reply = replies.invalid_token(exc.description)
+        except KeysUnavailableError as exc:
+            reply = replies.keys_unavailable(exc.retry_after)
+        except Exception as exc:
+            # A bug or an unforeseen failure: refuse without detail, log without the token.
+            logger.error(
+                "token verification failed unexpectedly (%s); answering 503",
+                type(exc).__name__,
+                exc_info=exc,
+            )
+            reply = replies.unavailable
+        else:
+            scope["auth"] = AuthCredentials(sorted(token.scopes))
+            scope["user"] = TokenUser(token)
+            scope[ACCESS_TOKEN_KEY] = token
+            await self.app(scope, receive, send)
+            return
+        await send_reply(scope, receive, send, reply)
+
+    def _is_public(self, scope: Scope) -> bool:
+        if not self._exact and not self._prefixes:
+            return False
+        path = _route_path(scope)
+        if path in self._exact:
+            return True
+        return bool(
+            self._prefixes
+            and path.startswith(self._prefixes)
+            and "//" not in path
+            and "/." not in path
+        )
+
+    async def _pass_anonymous(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["auth"] = AuthCredentials()
+        scope["user"] = UnauthenticatedUser()
+        scope[ACCESS_TOKEN_KEY] = None
+        await self.app(scope, receive, send)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass lifespan through; start the verifier before the app's start-up runs, close
+        it after the app's shutdown finished (or its start-up failed)."""
+        verifier = self.verifier
+        started = closed = shutting_down = False
+
+        async def close() -> None:
+            nonlocal closed
+            if started and not closed:
+                closed = True
+                await verifier.aclose()
+
+        async def receive_lifespan() -> Message:
+            nonlocal started, shutting_down
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                started = True
+                await verifier.start()
+            else:  # the only other lifespan message: lifespan.shutdown
+                shutting_down = True
+            return message
+
+        async def send_lifespan(message: Message) -> None:
+            if message["type"] in _LIFESPAN_ENDS:
+                await close()
+            await send(message)
+
+        try:
+            await self.app(scope, receive_lifespan, send_lifespan)
+        finally:
+            if shutting_down:
+                await close()

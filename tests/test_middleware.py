@@ -1,0 +1,767 @@
+"""BearerAuthMiddleware at the ASGI level: every row of the reply table, WebSockets,
+lifespan, public paths, anonymous mode and hostile input."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.authentication import requires
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from resource_guard import AccessToken, KeysUnavailableError, TokenVerifier
+from resource_guard.middleware import BearerAuthMiddleware, TokenUser, get_access_token
+from resource_guard.testing import FakeIssuer, generate_key
+
+from .asgi_client import Result, call, lifespan, websocket
+
+AUDIENCE = "api://orders"
+CHALLENGE = re.compile(
+    r'Bearer realm="(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"'
+    r'(?:, (?:error|error_description|scope)="[\x20\x21\x23-\x5b\x5d-\x7e]*")*'
+)
+REPLY_HEADERS = {
+    b"content-type",
+    b"content-length",
+    b"cache-control",
+    b"www-authenticate",
+    b"retry-after",
+}
+
+
+# -- the app under test ----------------------------------------------------------------
+
+
+def describe(request: Request | WebSocket) -> dict[str, Any]:
+    token = get_access_token(request)
+    return {
+        "path": request.url.path,
+        "authenticated": request.user.is_authenticated,
+        "name": request.user.display_name,
+        "scopes": request.auth.scopes,
+        "subject": token.subject if token else None,
+    }
+
+
+async def echo(request: Request) -> JSONResponse:
+    return JSONResponse(describe(request))
+
+
+@requires("orders:read")
+async def starlette_requires(request: Request) -> JSONResponse:
+    return JSONResponse(describe(request))
+
+
+async def ws_echo(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_json(describe(websocket))
+    await websocket.close()
+
+
+@requires("orders:read")
+async def ws_requires(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_json(describe(websocket))
+    await websocket.close()
+
+
+ROUTES = [
+    Route("/requires", starlette_requires),
+    WebSocketRoute("/ws", ws_echo),
+    WebSocketRoute("/ws-requires", ws_requires),
+    Route("/{path:path}", echo),
+]
+
+
+def protect(verifier: Any, **options: Any) -> Starlette:
+    app = Starlette(routes=ROUTES)
+    app.add_middleware(BearerAuthMiddleware, verifier=verifier, **options)
+    return app
+
+
+# -- fixtures ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fake() -> FakeIssuer:
+    return FakeIssuer(audience=AUDIENCE, algorithm="ES256")
+
+
+@pytest.fixture
+def verifier(fake: FakeIssuer) -> Iterator[TokenVerifier]:
+    yield TokenVerifier(fake.issuer, AUDIENCE, http_client=fake.async_client())
+    fake.clear_faults()
+
+
+@pytest.fixture
+def app(verifier: TokenVerifier) -> Starlette:
+    return protect(verifier, public_paths=("/health", "/docs/*"))
+
+
+def bearer(token: str) -> list[tuple[bytes, bytes]]:
+    return [(b"authorization", b"Bearer " + token.encode())]
+
+
+def assert_refusal(result: Result, status: int, error: str) -> None:
+    """A refusal as RFC 6750 and DESIGN.md describe it, with nothing else attached."""
+    assert result.status == status
+    assert {name for name, _ in result.headers} <= REPLY_HEADERS
+    assert result.header(b"content-type") == b"application/json"
+    assert result.header(b"cache-control") == b"no-store"
+    assert set(result.json()) == {"error", "error_description"}
+    assert result.json()["error"] == error
+    challenge = result.header(b"www-authenticate")
+    if status == 503:
+        assert challenge is None
+    else:
+        assert challenge is not None
+        assert CHALLENGE.fullmatch(challenge.decode("ascii")), challenge
+
+
+# -- 200: a valid token --------------------------------------------------------------------
+
+
+async def test_valid_token_reaches_the_app(app: Starlette, fake: FakeIssuer) -> None:
+    token = fake.mint("alice", scopes=("orders:write", "orders:read"))
+    result = await call(app, headers=bearer(token))
+    assert result.status == 200
+    assert result.json() == {
+        "path": "/orders",
+        "authenticated": True,
+        "name": "alice",
+        "scopes": ["orders:read", "orders:write"],
+        "subject": "alice",
+    }
+
+
+async def test_scope_holds_auth_credentials_user_and_token(
+    verifier: TokenVerifier, fake: FakeIssuer
+) -> None:
+    seen: dict[str, Any] = {}
+
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.update(scope)
+        await Response("ok")(scope, receive, send)
+
+    app = BearerAuthMiddleware(inner, verifier=verifier)
+    await call(app, headers=bearer(fake.mint("alice", scopes=("b", "a"))))
+    assert seen["auth"].scopes == ["a", "b"]
+    user = seen["user"]
+    assert isinstance(user, TokenUser)
+    assert isinstance(user.token, AccessToken)
+    assert user.token.subject == "alice"
+    assert user.scopes == frozenset({"a", "b"})
+    assert user.identity == "alice"
+    assert "alice" in repr(user)
+
+
+async def test_client_credentials_token_is_named_by_client_id(
+    app: Starlette, fake: FakeIssuer
+) -> None:
+    result = await call(app, headers=bearer(fake.mint(None, client_id="billing-service")))
+    assert result.status == 200
+    assert result.json()["name"] == "billing-service"
+
+
+async def test_starlette_requires_works_unchanged(app: Starlette, fake: FakeIssuer) -> None:
+    allowed = await call(app, path="/requires", headers=bearer(fake.mint(scopes=("orders:read",))))
+    refused = await call(app, path="/requires", headers=bearer(fake.mint(scopes=("other",))))
+    assert allowed.status == 200
+    assert refused.status == 403
+
+
+# -- 401: no credentials -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [],
+        [(b"authorization", b"Basic dXNlcjpwYXNz")],
+        [(b"authorization", b'Digest username="u", realm="r"')],
+    ],
+    ids=["no-header", "basic", "digest"],
+)
+async def test_no_credentials_is_bare_401(
+    app: Starlette, headers: list[tuple[bytes, bytes]]
+) -> None:
+    result = await call(app, headers=headers)
+    assert_refusal(result, 401, "unauthorized")
+    assert result.header(b"www-authenticate") == b'Bearer realm="api"'
+
+
+async def test_token_only_in_query_string_is_not_accepted(app: Starlette, fake: FakeIssuer) -> None:
+    token = fake.mint(scopes=("orders:read",))
+    result = await call(app, query=b"access_token=" + token.encode())
+    assert_refusal(result, 401, "unauthorized")
+    assert result.header(b"www-authenticate") == b'Bearer realm="api"'
+
+
+async def test_realm_is_configurable(verifier: TokenVerifier) -> None:
+    result = await call(protect(verifier, realm="orders"))
+    assert result.header(b"www-authenticate") == b'Bearer realm="orders"'
+
+
+# -- 400: invalid_request ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "query"),
+    [
+        ([(b"authorization", b"Bearer a"), (b"authorization", b"Bearer b")], b""),
+        ([(b"authorization", b"Bearer a"), (b"Authorization", b"Bearer a")], b""),
+        ([(b"authorization", b"Bearer a"), (b"authorization", b"Basic eDp5")], b""),
+        ([(b"authorization", b"Bearer abc")], b"access_token=abc"),
+        ([(b"authorization", b"Bearer abc")], b"page=2&access_token=xyz"),
+        ([(b"authorization", b"Bearer")], b""),
+        ([(b"authorization", b"Bearer a b")], b""),
+        ([(b"authorization", b"")], b""),
+    ],
+    ids=[
+        "two-headers",
+        "two-headers-mixed-case",
+        "bearer-and-basic",
+        "header-and-query",
+        "header-and-query-later",
+        "no-token",
+        "two-words",
+        "empty-header",
+    ],
+)
+async def test_malformed_requests_are_400(
+    app: Starlette, headers: list[tuple[bytes, bytes]], query: bytes
+) -> None:
+    result = await call(app, headers=headers, query=query)
+    assert_refusal(result, 400, "invalid_request")
+    challenge = result.header(b"www-authenticate")
+    assert challenge is not None
+    assert challenge.startswith(b'Bearer realm="api", error="invalid_request"')
+
+
+async def test_malformed_request_is_refused_even_in_anonymous_mode(
+    verifier: TokenVerifier,
+) -> None:
+    app = protect(verifier, allow_anonymous=True)
+    headers = [(b"authorization", b"Bearer a"), (b"authorization", b"Bearer b")]
+    assert_refusal(await call(app, headers=headers), 400, "invalid_request")
+
+
+# -- 401: invalid_token --------------------------------------------------------------------
+
+OTHER_KEY = generate_key("ES256")
+
+
+def forged(fake: FakeIssuer) -> str:
+    """Signed by a stranger under the issuer's own kid."""
+    return fake.mint(key=OTHER_KEY, kid=fake.current_key.kid)
+
+
+INVALID_TOKENS = {
+    "forged-signature": forged,
+    "unknown-kid": lambda fake: fake.mint(key=OTHER_KEY),
+    "expired": lambda fake: fake.mint_expired(),
+    "not-yet-valid": lambda fake: fake.mint_not_yet_valid(),
+    "wrong-audience": lambda fake: fake.mint(audience="api://elsewhere"),
+    "wrong-issuer": lambda fake: fake.mint(claims={"iss": "https://evil.example"}),
+    "alg-none": lambda fake: fake.mint(alg="none"),
+    "hmac": lambda fake: fake.mint(alg="HS256", key="secret" * 6),
+    "dpop-typ": lambda fake: fake.mint(typ="dpop+jwt"),
+    "no-exp": lambda fake: fake.mint(omit=("exp",)),
+    "not-a-jwt": lambda fake: "abc",
+    "two-segments": lambda fake: "abc.def",
+}
+
+
+@pytest.mark.parametrize("make", INVALID_TOKENS.values(), ids=INVALID_TOKENS.keys())
+async def test_invalid_tokens_are_401_invalid_token(
+    app: Starlette, fake: FakeIssuer, make: Any
+) -> None:
+    token = make(fake)
+    result = await call(app, headers=bearer(token))
+    assert_refusal(result, 401, "invalid_token")
+    challenge = result.header(b"www-authenticate")
+    assert challenge is not None
+    assert challenge.startswith(b'Bearer realm="api", error="invalid_token", error_description="')
+    assert token.encode() not in result.body
+    assert token.encode() not in challenge
+    assert b"Traceback" not in result.body
+
+
+async def test_expired_token_says_so(app: Starlette, fake: FakeIssuer) -> None:
+    result = await call(app, headers=bearer(fake.mint_expired()))
+    assert result.json()["error_description"] == "the token expired"
+
+
+async def test_unknown_kid_reads_like_a_bad_signature(app: Starlette, fake: FakeIssuer) -> None:
+    """No key-enumeration oracle: the two failures are indistinguishable to the client."""
+    unknown = await call(app, headers=bearer(fake.mint(key=OTHER_KEY)))
+    bad_signature = await call(app, headers=bearer(forged(fake)))
+    assert unknown.status == bad_signature.status == 401
+    assert unknown.body == bad_signature.body
+    assert unknown.headers == bad_signature.headers
+
+
+async def test_invalid_token_is_refused_in_anonymous_mode(
+    verifier: TokenVerifier, fake: FakeIssuer
+) -> None:
+    app = protect(verifier, allow_anonymous=True)
+    assert_refusal(await call(app, headers=bearer(forged(fake))), 401, "invalid_token")
+
+
+def hand_made(header: dict[str, str], payload: dict[str, Any]) -> str:
+    """A compact JWS with any header at all (its signature is junk)."""
+
+    def segment(value: Any) -> str:
+        raw = json.dumps(value).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return f"{segment(header)}.{segment(payload)}.c2lnbmF0dXJl"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"alg": 'x", error="none'},
+        {"alg": "x\\"},
+        {"alg": "x\r\nSet-Cookie: a=b"},
+        {"alg": "\u202e\u00e9\x00"},
+        {"alg": "ES256", "kid": 'k"\r\nX: y'},
+        {"alg": "ES256", "typ": 'x"\r\nX: y'},
+    ],
+    ids=["quote-breakout", "backslash", "crlf", "unicode-controls", "kid-crlf", "typ-crlf"],
+)
+async def test_hostile_token_header_cannot_break_the_challenge(
+    app: Starlette, fake: FakeIssuer, header: dict[str, str]
+) -> None:
+    token = hand_made(header, {"sub": "x", "iss": fake.issuer, "aud": AUDIENCE})
+    result = await call(app, headers=bearer(token))
+    assert_refusal(result, 401, "invalid_token")
+
+
+# -- 503: keys unavailable and unexpected failures -----------------------------------------
+
+
+async def test_issuer_down_without_cached_keys_is_503(app: Starlette, fake: FakeIssuer) -> None:
+    fake.fault("status", path="jwks", status=503)
+    result = await call(app, headers=bearer(fake.mint(scopes=("orders:read",))))
+    assert_refusal(result, 503, "temporarily_unavailable")
+    retry_after = result.header(b"retry-after")
+    assert retry_after is not None
+    assert int(retry_after) >= 1
+
+
+class StubVerifier:
+    """Raises what it is told to: the clearest way to force a verifier failure."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    async def verify(self, token: str) -> AccessToken:
+        raise self.error
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_retry_after_comes_from_the_error() -> None:
+    app = protect(StubVerifier(KeysUnavailableError("jwks down", retry_after=12.2)))
+    result = await call(app, headers=bearer("abc.def.ghi"))
+    assert_refusal(result, 503, "temporarily_unavailable")
+    assert result.header(b"retry-after") == b"13"
+
+
+async def test_unexpected_verifier_failure_is_503_and_logged_without_the_token(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = protect(StubVerifier(ZeroDivisionError("internal detail")))
+    with caplog.at_level(logging.ERROR, logger="resource_guard.middleware"):
+        result = await call(app, headers=bearer("secret.token.value"))
+    assert_refusal(result, 503, "temporarily_unavailable")
+    assert result.header(b"retry-after") is None
+    assert b"internal detail" not in result.body
+    assert "ZeroDivisionError" in caplog.text
+    assert "secret.token.value" not in caplog.text
+
+
+async def test_cancellation_is_not_swallowed() -> None:
+    app = protect(StubVerifier(asyncio.CancelledError()))
+    with pytest.raises(asyncio.CancelledError):
+        await call(app, headers=bearer("abc"))
+
+
+# -- public paths ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["/health", "/docs", "/docs/", "/docs/oauth2-redirect", "/docs/a/b"]
+)
+async def test_public_paths_need_no_token(app: Starlette, path: str) -> None:
+    result = await call(app, path=path)
+    assert result.status == 200
+    assert result.json()["authenticated"] is False
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/health/",
+        "/healthz",
+        "/Health",
+        "/health/x",
+        "/docsx",
+        "/docs/../orders",
+        "/docs/./x",
+        "/docs//x",
+        "/openapi.json",
+        "/",
+    ],
+)
+async def test_other_paths_stay_protected(app: Starlette, path: str) -> None:
+    assert_refusal(await call(app, path=path), 401, "unauthorized")
+
+
+async def test_public_path_ignores_even_a_bad_token(app: Starlette) -> None:
+    result = await call(app, path="/health", headers=bearer("not-a-jwt"))
+    assert result.status == 200
+    assert result.json()["subject"] is None
+
+
+async def test_by_default_every_path_is_protected(verifier: TokenVerifier) -> None:
+    app = protect(verifier)
+    for path in ("/health", "/docs", "/openapi.json"):
+        assert (await call(app, path=path)).status == 401
+
+
+async def test_slash_star_makes_every_path_public(verifier: TokenVerifier) -> None:
+    app = protect(verifier, public_paths=("/*",))
+    assert (await call(app, path="/orders")).status == 200
+    assert (await call(app, path="/")).status == 200
+
+
+async def test_public_paths_match_below_the_root_path(app: Starlette) -> None:
+    assert (await call(app, path="/api/health", root_path="/api")).status == 200
+    assert (await call(app, path="/api/orders", root_path="/api")).status == 401
+    assert (await call(app, path="/apihealth", root_path="/api")).status == 401
+    assert (await call(app, path="/api", root_path="/api")).status == 401
+
+
+@pytest.mark.parametrize(
+    ("public_paths", "error", "match"),
+    [
+        ("/health", TypeError, "sequence of paths"),
+        ([b"/health"], TypeError, "must be str"),
+        (["health"], ValueError, "must start with '/'"),
+        (["/a?b=1"], ValueError, "no query"),
+        (["/a*"], ValueError, "final '/\\*'"),
+        (["/*/a/*"], ValueError, "final '/\\*'"),
+    ],
+    ids=["bare-string", "bytes", "relative", "query", "star-suffix", "star-inside"],
+)
+def test_bad_public_paths_are_refused(
+    verifier: TokenVerifier, public_paths: Any, error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        BearerAuthMiddleware(Starlette(), verifier=verifier, public_paths=public_paths)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"verifier": object()}, TypeError, "verifier must be a TokenVerifier"),
+        ({"allow_anonymous": 1}, TypeError, "allow_anonymous must be a bool"),
+        ({"manage_verifier": "no"}, TypeError, "manage_verifier must be a bool"),
+        ({"realm": 1}, TypeError, "realm must be a str"),
+        ({"realm": ""}, ValueError, "printable ASCII"),
+        ({"realm": "caf\u00e9"}, ValueError, "printable ASCII"),
+        ({"realm": "a\nb"}, ValueError, "printable ASCII"),
+    ],
+    ids=[
+        "verifier",
+        "anonymous",
+        "manage",
+        "realm-type",
+        "realm-empty",
+        "realm-unicode",
+        "realm-newline",
+    ],
+)
+def test_bad_options_are_refused(
+    verifier: TokenVerifier, options: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        BearerAuthMiddleware(Starlette(), **{"verifier": verifier, **options})
+
+
+def test_realm_is_exposed(verifier: TokenVerifier) -> None:
+    assert BearerAuthMiddleware(Starlette(), verifier=verifier, realm="orders").realm == "orders"
+
+
+# -- anonymous mode --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [[], [(b"authorization", b"Basic dXNlcjpwYXNz")]],
+    ids=["no-header", "other-scheme"],
+)
+async def test_anonymous_mode_lets_credential_less_requests_through(
+    verifier: TokenVerifier, headers: list[tuple[bytes, bytes]]
+) -> None:
+    result = await call(protect(verifier, allow_anonymous=True), headers=headers)
+    assert result.status == 200
+    assert result.json() == {
+        "path": "/orders",
+        "authenticated": False,
+        "name": "",
+        "scopes": [],
+        "subject": None,
+    }
+
+
+async def test_anonymous_mode_still_authenticates_tokens(
+    verifier: TokenVerifier, fake: FakeIssuer
+) -> None:
+    app = protect(verifier, allow_anonymous=True)
+    result = await call(app, headers=bearer(fake.mint("bob")))
+    assert result.json()["subject"] == "bob"
+
+
+def test_get_access_token_without_middleware_fails_loudly() -> None:
+    request = Request({"type": "http", "headers": []})
+    with pytest.raises(RuntimeError, match=r"add app\.add_middleware"):
+        get_access_token(request)
+
+
+# -- other scopes pass through -----------------------------------------------------------------
+
+
+async def test_unknown_scope_types_pass_through(verifier: TokenVerifier) -> None:
+    seen: list[str] = []
+
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope["type"])
+
+    app = BearerAuthMiddleware(inner, verifier=verifier)
+
+    async def nothing() -> Message:
+        raise AssertionError  # pragma: no cover
+
+    async def discard(message: Message) -> None:
+        raise AssertionError  # pragma: no cover
+
+    await app({"type": "other"}, nothing, discard)
+    assert seen == ["other"]
+
+
+# -- hostile input never raises or hangs ------------------------------------------------------
+
+HEADER_BYTES = st.binary(max_size=80) | st.sampled_from(
+    [b"Bearer ", b"bearer a.b.c", b"Bearer \r\n", b"Basic x", b"Bearer " + b"A" * 20000]
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    values=st.lists(HEADER_BYTES, max_size=3),
+    query=st.binary(max_size=40) | st.just(b"access_token=x"),
+)
+def test_any_authorization_bytes_get_a_clean_reply(values: list[bytes], query: bytes) -> None:
+    async def scenario() -> Result:
+        fake = FakeIssuer(audience=AUDIENCE, algorithm="ES256")
+        verifier = TokenVerifier(fake.issuer, AUDIENCE, http_client=fake.async_client())
+        app = protect(verifier)
+        headers = [(b"authorization", value) for value in values]
+        return await call(app, headers=headers, query=query)
+
+    result = asyncio.run(scenario())
+    assert result.status in (400, 401)
+    assert_refusal(result, result.status, result.json()["error"])
+
+
+# -- WebSockets --------------------------------------------------------------------------------
+
+
+async def test_websocket_with_valid_token_is_accepted(app: Starlette, fake: FakeIssuer) -> None:
+    session = await websocket(app, headers=bearer(fake.mint("carol", scopes=("orders:read",))))
+    assert session.accepted
+    assert session.texts()[0]["name"] == "carol"
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "error"),
+    [
+        ([], 401, "unauthorized"),
+        ([(b"authorization", b"Bearer abc")], 401, "invalid_token"),
+        (
+            [(b"authorization", b"Bearer a"), (b"authorization", b"Bearer b")],
+            400,
+            "invalid_request",
+        ),
+    ],
+    ids=["no-token", "bad-token", "two-headers"],
+)
+async def test_websocket_refusal_uses_the_denial_response(
+    app: Starlette, headers: list[tuple[bytes, bytes]], status: int, error: str
+) -> None:
+    session = await websocket(app, headers=headers)
+    assert not session.accepted
+    denial = session.denial
+    assert denial is not None
+    assert_refusal(denial, status, error)
+
+
+async def test_websocket_refusal_closes_1008_without_the_extension(app: Starlette) -> None:
+    session = await websocket(app, denial_extension=False)
+    assert session.types == ["websocket.close"]
+    assert session.close_code == 1008
+
+
+async def test_websocket_refusal_after_an_early_disconnect_sends_nothing(
+    verifier: TokenVerifier,
+) -> None:
+    app = protect(verifier)
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "websocket.disconnect", "code": 1001}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/ws", "headers": [], "query_string": b""}
+    await asyncio.wait_for(app(scope, receive, send), timeout=5)
+    assert sent == []
+
+
+async def test_websocket_starlette_requires_works(app: Starlette, fake: FakeIssuer) -> None:
+    allowed = await websocket(
+        app, path="/ws-requires", headers=bearer(fake.mint(scopes=("orders:read",)))
+    )
+    refused = await websocket(app, path="/ws-requires", headers=bearer(fake.mint(scopes=("x",))))
+    assert allowed.texts()[0]["scopes"] == ["orders:read"]
+    assert not refused.accepted
+    assert refused.types == ["websocket.close"]
+
+
+async def test_websocket_public_path_needs_no_token(verifier: TokenVerifier) -> None:
+    session = await websocket(protect(verifier, public_paths=("/ws",)))
+    assert session.accepted
+    assert session.texts()[0]["authenticated"] is False
+
+
+# -- lifespan ------------------------------------------------------------------------------------
+
+
+class RecordingVerifier(TokenVerifier):
+    """The real verifier, noting when the middleware starts and closes it."""
+
+    events: list[str]
+
+    async def start(self) -> None:
+        self.events.append("verifier.start")
+        await super().start()
+
+    async def aclose(self) -> None:
+        self.events.append("verifier.aclose")
+        await super().aclose()
+
+
+@pytest.fixture
+def recording(fake: FakeIssuer) -> RecordingVerifier:
+    verifier = RecordingVerifier(fake.issuer, AUDIENCE, http_client=fake.async_client())
+    verifier.events = []
+    return verifier
+
+
+def lifespan_app(verifier: RecordingVerifier, **options: Any) -> Starlette:
+    @asynccontextmanager
+    async def app_lifespan(app: Starlette) -> AsyncIterator[dict[str, str]]:
+        verifier.events.append("app.startup")
+        yield {"greeting": "hello"}
+        verifier.events.append("app.shutdown")
+
+    async def greeting(request: Request) -> JSONResponse:
+        return JSONResponse({"greeting": request.state.greeting})
+
+    app = Starlette(routes=[Route("/greeting", greeting)], lifespan=app_lifespan)
+    app.add_middleware(BearerAuthMiddleware, verifier=verifier, **options)
+    return app
+
+
+async def test_lifespan_starts_verifier_before_app_and_closes_it_after(
+    recording: RecordingVerifier, fake: FakeIssuer
+) -> None:
+    app = lifespan_app(recording)
+    before = fake.counts["jwks"]
+    async with lifespan(app) as state:
+        assert recording.events == ["verifier.start", "app.startup"]
+        assert fake.counts["jwks"] == before + 1  # keys fetched eagerly at start-up
+        result = await call(app, path="/greeting", headers=bearer(fake.mint()), state=state)
+        assert result.json() == {"greeting": "hello"}  # the app's lifespan state still works
+        assert fake.counts["jwks"] == before + 1  # and the request did not wait on the IdP
+    assert recording.events == [
+        "verifier.start",
+        "app.startup",
+        "app.shutdown",
+        "verifier.aclose",
+    ]
+
+
+async def test_lifespan_management_can_be_turned_off(recording: RecordingVerifier) -> None:
+    async with lifespan(lifespan_app(recording, manage_verifier=False)):
+        pass
+    assert recording.events == ["app.startup", "app.shutdown"]
+
+
+async def test_failed_app_startup_closes_the_verifier(recording: RecordingVerifier) -> None:
+    @asynccontextmanager
+    async def failing(app: Starlette) -> AsyncIterator[None]:
+        raise ValueError("database down")
+        yield  # pragma: no cover
+
+    app = Starlette(lifespan=failing)
+    app.add_middleware(BearerAuthMiddleware, verifier=recording)
+    with pytest.raises(RuntimeError, match="database down"):
+        async with lifespan(app):
+            pass  # pragma: no cover
+    assert recording.events == ["verifier.start", "verifier.aclose"]
+
+
+async def test_app_that_ends_lifespan_without_reporting_still_closes(
+    recording: RecordingVerifier,
+) -> None:
+    async def terse(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()  # startup
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # shutdown: return without shutdown.complete
+
+    app = BearerAuthMiddleware(terse, verifier=recording)
+    inbox: list[Message] = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    outbox: list[Message] = []
+
+    async def receive() -> Message:
+        return inbox.pop(0)
+
+    async def send(message: Message) -> None:
+        outbox.append(message)
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    assert recording.events == ["verifier.start", "verifier.aclose"]
+    assert outbox == [{"type": "lifespan.startup.complete"}]
