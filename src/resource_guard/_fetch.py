@@ -39,7 +39,14 @@ def check_url(url: str, what: str, *, allow_insecure_http: bool) -> str:
     """Validate a configured or discovered URL; return it unchanged or raise ValueError."""
     if not isinstance(url, str) or not url:
         raise ValueError(f"{what} must be a non-empty URL string")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises for a port that is not a number in range
+        httpx.URL(url)  # what httpx would refuse at fetch time (control characters...)
+    except (ValueError, httpx.InvalidURL):
+        raise ValueError(f"{what} is not a valid URL (check its port and characters)") from None
+    if parts.username or parts.password:  # first: the messages below echo the URL
+        raise ValueError(f"{what} must not carry credentials")
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError(f"{what} must be an absolute https URL, got {url!r}")
     if parts.scheme == "http" and not (allow_insecure_http or is_loopback_host(parts.hostname)):
@@ -47,8 +54,6 @@ def check_url(url: str, what: str, *, allow_insecure_http: bool) -> str:
             f"{what} must use https ({url!r} is plain http and not loopback); "
             "pass allow_insecure_http=True only for trusted networks"
         )
-    if parts.username or parts.password:
-        raise ValueError(f"{what} must not carry credentials")
     return url
 
 
@@ -69,11 +74,10 @@ def parse_max_age(cache_control: str | None) -> float | None:
         name, _, value = directive.strip().partition("=")
         if name in ("no-store", "no-cache"):
             return 0.0
-        if name == "max-age":
-            try:
-                max_age = float(int(value.strip().strip('"')))
-            except ValueError:
-                continue
+        digits = value.strip().strip('"')
+        if name == "max-age" and digits.isascii() and digits.isdigit():
+            # RFC 9111 §1.2.2: delta-seconds are digits; too large to represent means 2**31.
+            max_age = float(min(int(digits), 2**31)) if len(digits) < 12 else 2.0**31
     return max_age
 
 
@@ -114,7 +118,7 @@ async def fetch_json(
             return await _fetch(client, url, timeout, max_bytes)
     except TimeoutError:
         raise FetchError(f"no complete answer within {timeout:g} s") from None
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise FetchError(f"{type(exc).__name__}: {exc}"[:200]) from None
 
 

@@ -78,8 +78,9 @@ class RemoteKeySource:
         self._own_client: httpx.AsyncClient | None = None
 
         self.keys: KeySet | None = None
-        self.usable_until = -math.inf
         self.refresh_due = -math.inf
+        self._fresh_until = -math.inf
+        self._stale_until = -math.inf
         self._fetched_at = -math.inf
         self._last_attempt = -math.inf
         self._retry_at = -math.inf
@@ -90,6 +91,16 @@ class RemoteKeySource:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inflight: asyncio.Task[bool] | None = None
         self._refresher: asyncio.Task[None] | None = None
+
+    @property
+    def usable_until(self) -> float:
+        """Until when the cached keys may verify tokens without waiting for a fetch.
+
+        That is their age; past it they serve on (up to ``max_stale``) only while fetching
+        fails. Keys nobody refreshed (no background task, a process that slept) are fetched
+        again first, so a key the IdP dropped meanwhile is not trusted.
+        """
+        return self._stale_until if self._failures else self._fresh_until
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -109,9 +120,8 @@ class RemoteKeySource:
         self._refresher = self._inflight = None
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if pending := [task for task in tasks if not task.done()]:
+            await asyncio.wait(pending)  # unlike `await task`, never swallows our own cancel
         if self._own_client is not None:
             client, self._own_client = self._own_client, None
             await client.aclose()
@@ -128,7 +138,13 @@ class RemoteKeySource:
         if self._given_client is not None:
             return self._given_client
         if self._own_client is None:
-            self._own_client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+            # Fetches are minutes apart: keep no idle connection, so none outlives a fetch
+            # (or the event loop it belongs to, when the next call runs on another loop).
+            self._own_client = httpx.AsyncClient(
+                follow_redirects=False,
+                trust_env=False,
+                limits=httpx.Limits(max_keepalive_connections=0),
+            )
         return self._own_client
 
     # -- key lookup --------------------------------------------------------------------
@@ -232,7 +248,8 @@ class RemoteKeySource:
         ttl = self._ttl(document.max_age)
         self._fetched_at = now
         self.refresh_due = now + ttl * REFRESH_AHEAD
-        self.usable_until = now + ttl + self._max_stale
+        self._fresh_until = now + ttl
+        self._stale_until = now + ttl + self._max_stale
         self._failures = 0
         self._retry_at = -math.inf
         self.last_error = None
@@ -248,7 +265,8 @@ class RemoteKeySource:
         now = self._clock()
         self._failures += 1
         base = max(self._cooldown, 1.0)
-        delay = min(base * 2 ** (self._failures - 1), max(base, MAX_BACKOFF))
+        doublings = min(self._failures - 1, 32)  # bounded: 2 ** 1024 overflows a float
+        delay = min(base * 2**doublings, max(base, MAX_BACKOFF))
         self._retry_at = now + delay * (1.0 + 0.5 * self._jitter())
         self.last_error = reason
         if self.keys is not None and now <= self.usable_until:

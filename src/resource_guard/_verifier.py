@@ -70,7 +70,7 @@ class TokenVerifier:
         jwks_uri: the JWKS URL; None discovers it (OIDC, then RFC 8414).
         algorithms: allow-list; None means every supported asymmetric algorithm.
         leeway: seconds of clock skew tolerated for ``exp``, ``nbf`` and ``iat`` (0-300).
-        refresh_interval: longest time keys are used before a refresh (60 s-1 day).
+        refresh_interval: longest time keys are used before a refresh (1 s to 1 day).
         cooldown: least time between two refetches for an unknown ``kid`` (0-1 h).
         max_stale: how long past their age the last good keys serve while the IdP is
             unreachable (0 fails closed at once; at most 7 days).

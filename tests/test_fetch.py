@@ -1,0 +1,496 @@
+"""_fetch: the hardened GET behind discovery and JWKS fetching, and URL checks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterable
+
+import httpx
+import pytest
+
+from resource_guard._fetch import (
+    MAX_DOCUMENT_BYTES,
+    Document,
+    FetchError,
+    check_url,
+    fetch_json,
+    is_loopback_host,
+    parse_max_age,
+)
+
+URL = "https://idp.example.test/jwks.json"
+JWKS = b'{"keys": []}'
+
+
+class Chunks(httpx.AsyncByteStream):
+    """A streamed body (no Content-Length unless given) that records how much was read."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = chunks
+        self.served = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self._chunks:
+            self.served += 1
+            yield chunk
+
+
+def client_for(
+    handler: Callable[[httpx.Request], httpx.Response], *, follow_redirects: bool = False
+) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.MockTransport(handler), follow_redirects=follow_redirects
+    )
+
+
+async def fetch(response: httpx.Response, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> Document:
+    async with client_for(lambda request: response) as client:
+        return await fetch_json(client, URL, timeout=5, max_bytes=max_bytes)
+
+
+def compress(data: bytes, wbits: int) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    return compressor.compress(data) + compressor.flush()
+
+
+def split(data: bytes, size: int = 1024) -> list[bytes]:
+    return [data[index : index + size] for index in range(0, len(data), size)]
+
+
+GZIP, ZLIB = 16 + zlib.MAX_WBITS, zlib.MAX_WBITS
+
+
+# -- what a good answer gives ----------------------------------------------------------
+
+
+async def test_returns_the_json_object_and_max_age() -> None:
+    response = httpx.Response(200, content=JWKS, headers={"Cache-Control": "max-age=120"})
+    document = await fetch(response)
+    assert document == Document({"keys": []}, 120.0)
+
+
+async def test_asks_for_json_and_only_the_encodings_it_can_bound() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=JWKS)
+
+    async with client_for(handler) as client:
+        await fetch_json(client, URL, timeout=5)
+    assert [request.method for request in seen] == ["GET"]
+    assert seen[0].headers["Accept"] == "application/json"
+    assert seen[0].headers["Accept-Encoding"] == "gzip, deflate"
+
+
+async def test_a_streamed_body_is_read_in_chunks() -> None:
+    chunks = split(b'{"keys": [], "pad": "' + b"x" * 5000 + b'"}')
+    stream = Chunks(chunks)
+    document = await fetch(httpx.Response(200, stream=stream))
+    assert document.body["keys"] == []
+    assert document.max_age is None
+    assert stream.served == len(chunks) > 1
+
+
+# -- status and redirects ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [201, 203, 204, 304, 400, 401, 404, 429, 500, 502, 503])
+async def test_any_status_but_200_is_refused(status: int) -> None:
+    with pytest.raises(FetchError, match=f" {status} instead of 200"):
+        await fetch(httpx.Response(status, content=JWKS))
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize("follow", [False, True], ids=["plain-client", "following-client"])
+async def test_redirects_are_not_followed(status: int, follow: bool) -> None:
+    """Even a shared client configured to follow redirects never reaches the target."""
+    hosts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        if request.url.host == "idp.example.test":
+            return httpx.Response(status, headers={"Location": "https://evil.example.test/k"})
+        return httpx.Response(200, content=JWKS)
+
+    async with client_for(handler, follow_redirects=follow) as client:
+        with pytest.raises(FetchError, match=f"redirect \\(not followed\\) {status}"):
+            await fetch_json(client, URL, timeout=5)
+    assert hosts == ["idp.example.test"]
+
+
+# -- size caps -------------------------------------------------------------------------------
+
+
+def exactly(size: int) -> bytes:
+    """A JSON object of exactly ``size`` bytes."""
+    body = b'{"p":""}'
+    return body[:6] + b"x" * (size - len(body)) + body[6:]
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["in-memory", "streamed"])
+async def test_a_body_of_exactly_the_cap_is_accepted(streamed: bool) -> None:
+    body = exactly(64)
+    response = (
+        httpx.Response(200, stream=Chunks(split(body, 10)))
+        if streamed
+        else httpx.Response(200, content=body)
+    )
+    assert (await fetch(response, max_bytes=64)).body == json.loads(body)
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["in-memory", "streamed"])
+async def test_one_byte_over_the_cap_is_refused(streamed: bool) -> None:
+    body = exactly(65)
+    response = (
+        httpx.Response(200, stream=Chunks(split(body, 10)))
+        if streamed
+        else httpx.Response(200, content=body)
+    )
+    with pytest.raises(FetchError, match="larger than 64 bytes"):
+        await fetch(response, max_bytes=64)
+
+
+async def test_a_declared_content_length_over_the_cap_is_refused_before_reading() -> None:
+    stream = Chunks([b"{}"])
+    response = httpx.Response(200, headers={"Content-Length": "262145"}, stream=stream)
+    with pytest.raises(FetchError, match="larger than 262144 bytes"):
+        await fetch(response)
+    assert stream.served == 0
+
+
+async def test_an_endless_stream_is_cut_at_the_cap() -> None:
+    """No Content-Length: the cap is enforced while reading, not after."""
+    endless = (b"x" * 1024 for _ in range(100_000))
+    stream = Chunks(endless)
+    with pytest.raises(FetchError, match="larger than 262144 bytes"):
+        await fetch(httpx.Response(200, stream=stream))
+    assert stream.served == MAX_DOCUMENT_BYTES // 1024 + 1
+
+
+# -- content encodings ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("encoding", "wbits"),
+    [("gzip", GZIP), ("x-gzip", GZIP), ("deflate", ZLIB)],
+)
+async def test_compressed_bodies_are_inflated(encoding: str, wbits: int) -> None:
+    body = compress(b'{"keys": [], "pad": "' + b"y" * 10_000 + b'"}', wbits)
+    stream = Chunks(split(body, 16))
+    response = httpx.Response(200, headers={"Content-Encoding": encoding}, stream=stream)
+    assert (await fetch(response)).body["keys"] == []
+
+
+@pytest.mark.parametrize(
+    ("encoding", "wbits"),
+    [("gzip", GZIP), ("deflate", ZLIB)],
+)
+async def test_a_compression_bomb_is_stopped_at_the_cap(encoding: str, wbits: int) -> None:
+    """A few KiB that inflate to 8 MiB of valid JSON: refused without inflating it all."""
+    bomb = compress(b'{"keys": [' + b" " * (8 << 20) + b"]}", wbits)
+    assert len(bomb) < 16 * 1024
+    stream = Chunks(split(bomb))
+    response = httpx.Response(200, headers={"Content-Encoding": encoding}, stream=stream)
+    with pytest.raises(FetchError, match="inflates to more than 262144 bytes"):
+        await fetch(response)
+    assert stream.served < len(split(bomb))
+
+
+async def test_a_body_that_inflates_just_over_the_cap_is_refused() -> None:
+    body = compress(exactly(65), GZIP)
+    response = httpx.Response(200, headers={"Content-Encoding": "gzip"}, stream=Chunks([body]))
+    with pytest.raises(FetchError, match="than 64 bytes"):
+        await fetch(response, max_bytes=64)
+
+
+async def test_a_corrupt_compressed_body_is_refused() -> None:
+    response = httpx.Response(
+        200, headers={"Content-Encoding": "gzip"}, stream=Chunks([b"\x1f\x8bnot gzip at all"])
+    )
+    with pytest.raises(FetchError, match="does not inflate"):
+        await fetch(response)
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "compress", "gzip, gzip", "rot13"])
+async def test_an_unknown_content_encoding_is_refused(encoding: str) -> None:
+    stream = Chunks([JWKS])
+    response = httpx.Response(200, headers={"Content-Encoding": encoding}, stream=stream)
+    with pytest.raises(FetchError, match="unsupported Content-Encoding"):
+        await fetch(response)
+    assert stream.served == 0
+
+
+# -- the body must be a JSON object ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"<html>login</html>",
+        b'{"keys": [',
+        b"\xef\xbb\xbf{}",
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"n": ' + b"1" * 5000 + b"}",
+    ],
+    ids=["empty", "html", "truncated", "utf8-bom", "deep-nesting", "huge-number"],
+)
+async def test_a_body_that_is_not_json_is_refused(body: bytes) -> None:
+    with pytest.raises(FetchError, match="not JSON"):
+        await fetch(httpx.Response(200, content=body))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"kid": "\xff"}', b'{"kid": "\xc0\xaf"}', b'{"kid": "\xed\xa0\x80"}'],
+    ids=["stray-byte", "overlong", "surrogate"],
+)
+async def test_invalid_utf8_is_refused(body: bytes) -> None:
+    with pytest.raises(FetchError, match="not JSON"):
+        await fetch(httpx.Response(200, content=body))
+
+
+@pytest.mark.parametrize("body", [b"[]", b'[{"keys": []}]', b"null", b"42", b'"keys"', b"true"])
+async def test_json_that_is_not_an_object_is_refused(body: bytes) -> None:
+    with pytest.raises(FetchError, match="not a JSON object"):
+        await fetch(httpx.Response(200, content=body))
+
+
+# -- transport failures and the overall deadline --------------------------------------------
+
+
+async def test_a_transport_error_becomes_a_fetch_error() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    async with client_for(handler) as client:
+        with pytest.raises(FetchError, match="ConnectError: connection refused"):
+            await fetch_json(client, URL, timeout=5)
+
+
+async def test_a_server_that_never_answers_meets_the_deadline() -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(30)
+        return httpx.Response(200, content=JWKS)  # pragma: no cover
+
+    started = time.monotonic()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(FetchError, match=r"no complete answer within 0\.2 s"):
+            await asyncio.wait_for(fetch_json(client, URL, timeout=0.2), 5)
+    assert time.monotonic() - started < 1
+
+
+async def test_a_dripping_server_cannot_stretch_the_deadline() -> None:
+    """One byte every 0.2 s never trips a per-read timeout; the overall deadline holds."""
+    handlers: set[asyncio.Task[None]] = set()
+
+    async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        body = b'{"keys": [' + b" " * 100 + b"]}"
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        head += b"Content-Length: %d\r\n\r\n" % len(body)
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            for index in range(len(head + body)):
+                writer.write((head + body)[index : index + 1])
+                await writer.drain()
+                await asyncio.sleep(0.2)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(drip, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with httpx.AsyncClient() as client:
+            started = time.monotonic()
+            with pytest.raises(FetchError, match="no complete answer within 1 s"):
+                await asyncio.wait_for(
+                    fetch_json(client, f"http://127.0.0.1:{port}/jwks", timeout=1), 5
+                )
+            elapsed = time.monotonic() - started
+        assert 0.9 <= elapsed < 1.5
+    finally:
+        server.close()
+        for task in handlers:
+            task.cancel()
+        for task in handlers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await server.wait_closed()
+
+
+# -- URL checks ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://idp.example.test/jwks",
+        "https://idp.example.test:8443/oauth2/default",
+        "HTTPS://IDP.EXAMPLE.TEST/",
+        "http://127.0.0.1:8080/jwks",
+        "http://127.5.5.5/jwks",
+        "http://[::1]:9000/jwks",
+        "http://localhost/jwks",
+        "http://LOCALHOST:1/",
+    ],
+)
+def test_https_and_loopback_http_urls_are_accepted(url: str) -> None:
+    assert check_url(url, "jwks_uri", allow_insecure_http=False) == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://idp.example.test/jwks",
+        "http://10.0.0.1/jwks",
+        "http://0.0.0.0/jwks",
+        "http://localhost.example.test/jwks",
+        "http://127.0.0.1.nip.io/jwks",
+        "http://[::2]/jwks",
+    ],
+)
+def test_plain_http_is_refused_unless_loopback(url: str) -> None:
+    with pytest.raises(ValueError, match="jwks_uri must use https") as caught:
+        check_url(url, "jwks_uri", allow_insecure_http=False)
+    assert "allow_insecure_http=True" in str(caught.value)
+
+
+def test_plain_http_is_accepted_when_the_user_opts_out() -> None:
+    url = "http://idp.internal/jwks"
+    assert check_url(url, "jwks_uri", allow_insecure_http=True) == url
+
+
+@pytest.mark.parametrize("insecure", [False, True])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:secret@idp.example.test/jwks",
+        "https://user@idp.example.test/jwks",
+        "https://:secret@idp.example.test/jwks",
+        "http://user:secret@127.0.0.1/jwks",
+        "http://user:secret@idp.example.test/jwks",
+        "ftp://user:secret@idp.example.test/jwks",
+    ],
+)
+def test_credentials_in_the_url_are_refused(url: str, insecure: bool) -> None:
+    with pytest.raises(ValueError, match="must not carry credentials") as caught:
+        check_url(url, "jwks_uri", allow_insecure_http=insecure)
+    assert "secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["", "/jwks.json", "idp.example.test/jwks", "ftp://idp.example.test/jwks", "https:///jwks"],
+    ids=["empty", "relative", "no-scheme", "ftp", "no-host"],
+)
+def test_urls_that_are_not_absolute_http_are_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="issuer must"):
+        check_url(url, "issuer", allow_insecure_http=True)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://idp.example.test:abc/jwks",
+        "https://idp.example.test:99999/jwks",
+        "https://idp.example.test/jw\nks",
+        "https://idp.example.test/\x00",
+        "https://[::1/jwks",
+    ],
+    ids=["port-not-a-number", "port-out-of-range", "newline", "nul", "broken-ipv6"],
+)
+def test_urls_that_http_cannot_use_are_refused_up_front(url: str) -> None:
+    with pytest.raises(ValueError, match="jwks_uri is not a valid URL"):
+        check_url(url, "jwks_uri", allow_insecure_http=False)
+
+
+def test_an_invalid_url_with_credentials_is_not_echoed() -> None:
+    with pytest.raises(ValueError, match="not a valid URL") as caught:
+        check_url(
+            "https://user:secret@idp.example.test:abc/", "jwks_uri", allow_insecure_http=False
+        )
+    assert "secret" not in str(caught.value)
+
+
+async def test_a_url_httpx_refuses_becomes_a_fetch_error() -> None:
+    async with client_for(lambda request: httpx.Response(200, content=JWKS)) as client:
+        with pytest.raises(FetchError, match="InvalidURL"):
+            await fetch_json(client, "https://idp.example.test:abc/jwks", timeout=5)
+
+
+def test_a_non_string_url_is_refused() -> None:
+    with pytest.raises(ValueError, match="issuer must be a non-empty URL string"):
+        check_url(b"https://idp.example.test", "issuer", allow_insecure_http=False)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("127.0.0.1", True),
+        ("127.255.0.9", True),
+        ("::1", True),
+        ("[::1]", True),
+        (None, False),
+        ("", False),
+        ("128.0.0.1", False),
+        ("localhost.", False),
+        ("example.test", False),
+    ],
+)
+def test_is_loopback_host(host: str | None, loopback: bool) -> None:
+    assert is_loopback_host(host) is loopback
+
+
+# -- Cache-Control -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ("public", None),
+        ("max-age=300", 300.0),
+        ("public, max-age=300", 300.0),
+        ("Public, MAX-AGE=60", 60.0),
+        ('max-age="120"', 120.0),
+        ("max-age = 45", None),
+        ("max-age= 45 ", 45.0),
+        ("max-age=0", 0.0),
+        ("no-store", 0.0),
+        ("no-cache", 0.0),
+        ("no-cache, max-age=300", 0.0),
+        ("max-age=300, no-store", 0.0),
+        ("max-age=", None),
+        ("max-age=abc", None),
+        ("max-age=1.5", None),
+        ("max-age=1e3", None),
+        ("max-age=-5", None),
+        ("max-age=+60", None),
+        ("max-age=6_0", None),
+        ("max-age=abc, max-age=90", 90.0),
+        ("s-maxage=100", None),
+        ("max-age=" + "9" * 400, 2.0**31),
+        ("max-age=" + "9" * 5000, 2.0**31),
+    ],
+    ids=lambda value: repr(value)[:40],
+)
+def test_parse_max_age(value: str | None, expected: float | None) -> None:
+    assert parse_max_age(value) == expected
+
+
+async def test_an_absurd_max_age_does_not_spoil_the_document() -> None:
+    """RFC 9111 §1.2.2: a delta-seconds too large to represent counts as 2**31."""
+    response = httpx.Response(200, content=JWKS, headers={"Cache-Control": "max-age=1" + "0" * 400})
+    assert (await fetch(response)).max_age == 2.0**31

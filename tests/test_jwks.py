@@ -1,0 +1,993 @@
+"""The key source: discovery, eager fetch, refresh, cooldown, single-flight, stale-if-error.
+
+Every rule of DESIGN.md "Key handling rules" with exact fetch counts. Time is a fake clock
+that tests move; the fake issuer serves in-process, except where a test says loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import httpx
+import pytest
+
+from resource_guard import (
+    AccessToken,
+    InvalidTokenError,
+    KeysUnavailableError,
+    TokenVerifier,
+    UnknownKeyError,
+    UnsupportedAlgorithmError,
+)
+from resource_guard._jwks import MAX_BACKOFF, RemoteKeySource
+from resource_guard.testing import FakeIssuer, SigningKey
+from tests.helpers import FakeClock, b64url
+
+AUDIENCE = "api://default"
+TTL = 600.0  # the default refresh_interval: the keys' age when the JWKS sets no max-age
+DUE = 0.8 * TTL  # keys are refreshed when they reach 80 % of their age
+COOLDOWN = 30.0
+
+Factory = Callable[..., TokenVerifier]
+
+
+class Gate(httpx.AsyncBaseTransport):
+    """Forwards to the fake issuer, records every URL, and can hold JWKS requests.
+
+    ``linger``: seconds a held request takes to give up when cancelled (a slow close).
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+        self._open = asyncio.Event()
+        self._open.set()
+        self.urls: list[str] = []
+        self.held = 0
+        self.linger = 0.0
+
+    def close(self) -> None:
+        self._open.clear()
+
+    def open(self) -> None:
+        self._open.set()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.urls.append(str(request.url))
+        if request.url.path.endswith("/jwks.json") and not self._open.is_set():
+            self.held += 1
+            try:
+                await self._open.wait()
+            except asyncio.CancelledError:
+                await asyncio.sleep(self.linger)
+                raise
+            finally:
+                self.held -= 1
+        return await self._inner.handle_async_request(request)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def fake(clock: FakeClock) -> FakeIssuer:
+    return FakeIssuer(clock=clock, algorithm="ES256", jwks_max_age=None)
+
+
+@pytest.fixture
+def gate(fake: FakeIssuer) -> Gate:
+    return Gate(fake.transport())
+
+
+@pytest.fixture
+async def make(fake: FakeIssuer, clock: FakeClock, gate: Gate) -> AsyncIterator[Factory]:
+    """Build verifiers on the fake issuer (through ``gate``); all closed at the end."""
+    made: list[TokenVerifier] = []
+    async with httpx.AsyncClient(transport=gate) as client:
+
+        def factory(**options: Any) -> TokenVerifier:
+            options = {"http_client": client, "clock": clock, **options}
+            verifier = TokenVerifier(fake.issuer, AUDIENCE, **options)
+            made.append(verifier)
+            return verifier
+
+        yield factory
+        gate.open()
+        for verifier in made:
+            await asyncio.wait_for(verifier.aclose(), 5)
+
+
+@pytest.fixture
+async def verifier(make: Factory) -> TokenVerifier:
+    """A started verifier with the default options."""
+    verifier = make()
+    await verifier.start()
+    return verifier
+
+
+async def settle() -> None:
+    """Wait for the JWKS fetches running in the background (tasks the source names so)."""
+    for _ in range(20):
+        fetches = [t for t in asyncio.all_tasks() if t.get_name() == "resource-guard-jwks-fetch"]
+        if not fetches:
+            return
+        await asyncio.wait(fetches, timeout=2)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 1.0) -> None:
+    """Let the event loop run until ``condition`` holds (at most ``timeout`` seconds)."""
+    for _ in range(int(timeout / 0.005)):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    pytest.fail("the condition never came true")
+
+
+def refused_at_once(verifier: TokenVerifier, token: str) -> InvalidTokenError:
+    """Run verify() for one step: it must refuse without waiting on anything."""
+    coroutine: Coroutine[Any, Any, AccessToken] = verifier.verify(token)
+    try:
+        coroutine.send(None)
+    except InvalidTokenError as exc:
+        return exc
+    except StopIteration:
+        pytest.fail("the token was accepted")
+    coroutine.close()
+    pytest.fail("verify() waited instead of refusing at once")
+
+
+def random_kid() -> str:
+    return secrets.token_urlsafe(12)
+
+
+# -- eager fetch and fresh keys -------------------------------------------------------------
+
+
+async def test_start_fetches_discovery_and_keys_eagerly(make: Factory, fake: FakeIssuer) -> None:
+    verifier = make()
+    assert fake.counts == {}
+    await verifier.start()
+    assert fake.counts == {"discovery": 1, "jwks": 1}
+    await verifier.start()  # idempotent: keys are fresh
+    await verifier.verify(fake.mint())
+    assert fake.counts == {"discovery": 1, "jwks": 1}
+
+
+async def test_without_start_the_first_requests_share_one_fetch(
+    make: Factory, fake: FakeIssuer
+) -> None:
+    verifier = make()
+    tokens = [fake.mint(subject=f"user-{index}") for index in range(100)]
+    results = await asyncio.gather(*(verifier.verify(token) for token in tokens))
+    assert [access.subject for access in results] == [f"user-{i}" for i in range(100)]
+    assert fake.counts == {"discovery": 1, "jwks": 1}
+
+
+async def test_a_background_task_refreshes_the_keys_when_due_without_any_request(
+    make: Factory, fake: FakeIssuer, clock: FakeClock
+) -> None:
+    """The refresher naps in real time (at least 1 s a turn), so this test takes two."""
+    verifier = make(refresh_interval=1)
+    await verifier.start()
+    await asyncio.sleep(1.2)  # one turn went by, but the (fake) clock says not yet due
+    assert fake.counts["jwks"] == 1
+    clock.advance(1)
+    await until(lambda: fake.counts["jwks"] == 2, timeout=2)
+    assert fake.counts == {"discovery": 1, "jwks": 2}
+
+
+async def test_an_unexpected_error_while_fetching_is_a_logged_failure(
+    fake: FakeIssuer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug or an odd client error never escapes to a request or kills refreshing."""
+    inner = fake.transport()
+    broken = [True]
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if broken[0]:
+            raise RuntimeError("a bug in some transport")
+        return await inner.handle_async_request(request)
+
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client,
+        TokenVerifier(fake.issuer, AUDIENCE, http_client=client, clock=clock) as verifier,
+    ):
+        assert verifier.key_source.last_error == "unexpected RuntimeError"
+        assert "unexpected error while fetching the JWKS" in caplog.text
+        with pytest.raises(KeysUnavailableError):
+            await verifier.verify(fake.mint())
+        broken[0] = False
+        clock.advance(2 * COOLDOWN)
+        assert (await verifier.verify(fake.mint())).subject == "user-123"
+
+
+async def test_no_fetch_per_request_while_keys_are_fresh(
+    verifier: TokenVerifier, fake: FakeIssuer, clock: FakeClock
+) -> None:
+    started = clock.now
+    for second in range(0, int(DUE) - 1, 10):
+        clock.now = started + second
+        await verifier.verify(fake.mint(subject=f"user-{second}"))
+        await settle()
+    assert fake.counts["jwks"] == 1
+
+
+async def test_an_unreachable_idp_at_start_is_logged_not_raised(
+    make: Factory, fake: FakeIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.fault("status", status=503)
+    verifier = make()
+    await verifier.start()
+    assert "JWKS fetch failed" in caplog.text
+    with pytest.raises(KeysUnavailableError) as caught:
+        await verifier.verify(fake.mint())
+    assert caught.value.retry_after >= 1
+    assert fake.counts["jwks"] == 1
+
+
+async def test_while_down_without_keys_requests_do_not_reach_the_idp(
+    make: Factory, fake: FakeIssuer
+) -> None:
+    """Inside the backoff a request gets 503 at once; the IdP sees nothing more."""
+    fake.fault("status", status=503)
+    verifier = make()
+    await verifier.start()
+    for _ in range(100):
+        with pytest.raises(KeysUnavailableError):
+            await verifier.verify(fake.mint())
+    assert fake.counts["jwks"] == 1
+
+
+# -- refresh at age ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["new-token", "cached-token"])
+async def test_keys_are_refreshed_at_their_age_without_blocking_the_request(
+    verifier: TokenVerifier, fake: FakeIssuer, clock: FakeClock, gate: Gate, cached: bool
+) -> None:
+    token = fake.mint(expires_in=3600)
+    await verifier.verify(token)
+    clock.advance(DUE - 1)
+    await verifier.verify(token if cached else fake.mint())
+    await settle()
+    assert fake.counts["jwks"] == 1
+    gate.close()
+    clock.advance(2)
+    access = await asyncio.wait_for(verifier.verify(token if cached else fake.mint()), 1)
+    assert access.subject == "user-123"
+    await until(lambda: gate.held == 1)  # the refresh is running, held at the IdP
+    gate.open()
+    await settle()
+    assert fake.counts["jwks"] == 2
+    clock.advance(DUE - 1)
+    await verifier.verify(fake.mint())
+    await settle()
+    assert fake.counts["jwks"] == 2
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["new-token", "cached-token"])
+async def test_keys_nobody_refreshed_past_their_age_are_refreshed_before_use(
+    make: Factory, fake: FakeIssuer, clock: FakeClock, cached: bool
+) -> None:
+    """After an idle spell with no refresh (start() never ran, or the process slept), keys
+    past their age are checked first: a key the IdP dropped meanwhile is refused at once."""
+    verifier = make()  # never started: no background refresher
+    old = fake.current_key
+    token = fake.mint(expires_in=7200)
+    await verifier.verify(token)
+    fake.rotate_keys()
+    fake.remove_key(old.kid)
+    clock.advance(TTL + 60)
+    with pytest.raises(UnknownKeyError):
+        await verifier.verify(token if cached else fake.mint(key=old, expires_in=7200))
+    assert fake.counts["jwks"] == 2
+
+
+async def test_keys_past_their_age_serve_on_when_that_refresh_fails(
+    make: Factory, fake: FakeIssuer, clock: FakeClock, gate: Gate
+) -> None:
+    verifier = make()
+    token = fake.mint(expires_in=7200)
+    await verifier.verify(token)
+    fake.fault("status", status=503)
+    clock.advance(TTL + 60)
+    assert (await verifier.verify(token)).subject == "user-123"
+    assert fake.counts["jwks"] == 2
+    gate.close()  # from now on no request may wait on the IdP
+    for _ in range(3):
+        await asyncio.wait_for(verifier.verify(fake.mint()), 1)
+    assert fake.counts["jwks"] == 2
+
+
+@pytest.mark.parametrize(
+    ("max_age", "ttl"),
+    [(120, 120.0), (0, 60.0), (5, 60.0), (100_000, TTL), (None, TTL)],
+    ids=["honoured", "zero-raised-to-floor", "small-raised-to-floor", "large-capped", "none"],
+)
+async def test_cache_control_max_age_is_honoured_within_bounds(
+    make: Factory, fake: FakeIssuer, clock: FakeClock, max_age: int | None, ttl: float
+) -> None:
+    fake.jwks_max_age = max_age
+    verifier = make(max_stale=0)
+    await verifier.start()
+    clock.advance(0.8 * ttl - 1)
+    await verifier.verify(fake.mint())
+    await settle()
+    assert fake.counts["jwks"] == 1
+    clock.advance(2)
+    await verifier.verify(fake.mint())
+    await settle()
+    assert fake.counts["jwks"] == 2
+
+
+async def test_the_age_floor_is_the_cooldown_when_it_is_longer(
+    make: Factory, fake: FakeIssuer, clock: FakeClock
+) -> None:
+    fake.jwks_max_age = 1
+    verifier = make(cooldown=200)
+    await verifier.start()
+    clock.advance(0.8 * 200 - 1)
+    await verifier.verify(fake.mint())
+    await settle()
+    assert fake.counts["jwks"] == 1
+    clock.advance(2)
+    await verifier.verify(fake.mint())
+    await settle()
+    assert fake.counts["jwks"] == 2
+
+
+async def test_discovery_happens_once(
+    verifier: TokenVerifier, fake: FakeIssuer, clock: FakeClock
+) -> None:
+    for _ in range(3):
+        clock.advance(DUE + 1)
+        await verifier.verify(fake.mint())
+        await settle()
+    assert fake.counts == {"discovery": 1, "jwks": 4}
+
+
+# -- unknown kid, cooldown, single-flight ---------------------------------------------------
+
+
+async def test_an_unknown_kid_refetches_once_then_the_new_key_verifies(
+    verifier: TokenVerifier, fake: FakeIssuer, clock: FakeClock
+) -> None:
+    clock.advance(COOLDOWN + 1)
+    new = fake.rotate_keys()
+    assert (await verifier.verify(fake.mint(subject="a"))).key_id == new.kid
+    assert fake.counts["jwks"] == 2
+    assert (await verifier.verify(fake.mint(subject="b"))).key_id == new.kid
+    assert fake.counts["jwks"] == 2
+
+
+async def test_a_new_kid_inside_the_cooldown_is_refused_until_it_passes(
+    verifier: TokenVerifier, fake: FakeIssuer, clock: FakeClock
+) -> None:
+    """The start-up fetch starts a cooldown too; when it ends the new key is fetched."""
+    fake.rotate_keys()
+    clock.advance(COOLDOWN - 1)
+    assert isinstance(refused_at_once(verifier, fake.mint()), UnknownKeyError)
+    assert fake.counts["jwks"] == 1
+    clock.advance(2)
+    await verifier.verify(fake.mint())
+    assert fake.counts["jwks"] == 2
+
+
+async def test_concurrent_requests_for_a_new_kid_share_one_fetch(
+    verifier: TokenVerifier, fake: FakeIssuer, clock: FakeClock, gate: Gate
+) -> None:
+    clock.advance(COOLDOWN + 1)
+    new = fake.rotate_keys()
+    gate.close()
+    tasks = [
+        asyncio.create_task(verifier.verify(fake.mint(subject=f"u{index}"))) for index in range(100)
+    ]
+    await until(lambda: gate.held == 1)
+    await asyncio.sleep(0.01)
+    assert gate.held == 1
+    gate.open()
+    results = await asyncio.gather(*tasks)
+    assert {access.key_id for access in results} == {new.kid}
+    assert len({access.subject for access in results}) == 100
+    assert fake.counts["jwks"] == 2
+
+
+async def test_a_thousand_random_kids_cost_at_most_one_fetch_per_cooldown(
+    verifier: TokenVerifier, fake: FakeIssuer, clock: FakeClock
+) -> None:
+    clock.advance(COOLDOWN + 1)
+    tokens = [fake.mint(kid=random_kid()) for _ in range(1000)]
+    results = await asyncio.gather(
+        *(verifier.verify(token) for token in tokens), return_exceptions=True
+    )
+    assert all(isinstance(result, UnknownKeyError) for result in results)
+    assert fake.counts["jwks"] == 2
+    for token in tokens:  # the same cooldown: refused at once, no fetch, no waiting
+        assert isinstance(refused_at_once(verifier, token), UnknownKeyError)
+    clock.advance(COOLDOWN - 1)
+    assert isinstance(refused_at_once(verifier, fake.mint(kid=random_kid())), UnknownKeyError)
+    assert fake.counts["jwks"] == 2
+
+
+async def test_one_more_fetch_is_allowed_after_the_cooldown(
+    verifier: TokenVerifier, fake: FakeIssuer, clock: FakeClock
+) -> None:
+    clock.advance(COOLDOWN + 1)
+    with pytest.raises(UnknownKeyError):
+        await verifier.verify(fake.mint(kid=random_kid()))
+    assert fake.counts["jwks"] == 2
+    clock.advance(COOLDOWN + 1)
+    with pytest.raises(UnknownKeyError):
+        await verifier.verify(fake.mint(kid=random_kid()))
+    assert fake.counts["jwks"] == 3
+    refused_at_once(verifier, fake.mint(kid=random_kid()))
+    assert fake.counts["jwks"] == 3
+
+
+async def test_failed_fetches_count_toward_the_cooldown(
+    verifier: TokenVerifier, fake: FakeIssuer, clock: FakeClock
+) -> None:
+    clock.advance(COOLDOWN + 1)
+    fake.fault("status", status=503, times=1)
+    with pytest.raises(UnknownKeyError):
+        await verifier.verify(fake.mint(kid=random_kid()))
+    assert fake.counts["jwks"] == 2
+    fake.rotate_keys()  # the IdP is back with a new key, but the cooldown holds
+    clock.advance(COOLDOWN - 1)
+    assert isinstance(refused_at_once(verifier, fake.mint()), UnknownKeyError)
+    assert fake.counts["jwks"] == 2
+    clock.advance(COOLDOWN)  # past the cooldown and the jittered backoff (<= 1.5 x)
+    await verifier.verify(fake.mint())
+    assert fake.counts["jwks"] == 3
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_shared_fetch(
+    verifier: TokenVerifier, fake: FakeIssuer, clock: FakeClock, gate: Gate
+) -> None:
+    clock.advance(COOLDOWN + 1)
+    fake.rotate_keys()
+    gate.close()
+    first = asyncio.create_task(verifier.verify(fake.mint(subject="first")))
+    second = asyncio.create_task(verifier.verify(fake.mint(subject="second")))
+    await until(lambda: gate.held == 1)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    gate.open()
+    assert (await asyncio.wait_for(second, 2)).subject == "second"
+    assert fake.counts["jwks"] == 2
+
+
+async def test_the_fetch_completes_when_every_caller_is_cancelled(
+    verifier: TokenVerifier, fake: FakeIssuer, clock: FakeClock, gate: Gate
+) -> None:
+    clock.advance(COOLDOWN + 1)
+    new = fake.rotate_keys()
+    gate.close()
+    callers = [asyncio.create_task(verifier.verify(fake.mint())) for _ in range(3)]
+    await until(lambda: gate.held == 1)
+    for caller in callers:
+        caller.cancel()
+    await asyncio.gather(*callers, return_exceptions=True)
+    gate.open()
+    await settle()
+    assert fake.counts["jwks"] == 2
+    assert (await verifier.verify(fake.mint())).key_id == new.kid
+    assert fake.counts["jwks"] == 2
+
+
+# -- stale-if-error, backoff, recovery ------------------------------------------------------
+
+
+async def test_cached_keys_serve_while_the_idp_is_down_until_age_plus_max_stale(
+    make: Factory, fake: FakeIssuer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    verifier = make(max_stale=1000)
+    await verifier.start()
+    started = clock.now
+    fake.fault("status", status=503)
+    cached = fake.mint(expires_in=7200)
+    await verifier.verify(cached)
+    for at in (DUE + 1, TTL + 1, TTL + 500, TTL + 999):
+        clock.now = started + at
+        assert (await verifier.verify(fake.mint())).subject == "user-123"
+        assert (await verifier.verify(cached)).subject == "user-123"
+        await settle()
+    assert fake.counts["jwks"] == 5  # one attempt per visit, each past the last backoff
+    assert "serving keys fetched" in caplog.text
+    assert cached not in caplog.text
+    clock.now = started + TTL + 1001
+    for token in (fake.mint(), cached):
+        with pytest.raises(KeysUnavailableError) as caught:
+            await verifier.verify(token)
+        assert caught.value.retry_after >= 1
+        assert "503" in caught.value.message
+    assert fake.counts["jwks"] == 5  # inside the backoff: refused without a fetch
+
+
+async def test_max_stale_zero_fails_closed_at_the_keys_age(
+    make: Factory, fake: FakeIssuer, clock: FakeClock
+) -> None:
+    verifier = make(max_stale=0)
+    await verifier.start()
+    started = clock.now
+    fake.fault("status", status=503)
+    cached = fake.mint(expires_in=7200)
+    await verifier.verify(cached)
+    clock.now = started + TTL - 1
+    await verifier.verify(cached)
+    await verifier.verify(fake.mint())
+    clock.now = started + TTL + 1
+    for token in (cached, fake.mint()):
+        with pytest.raises(KeysUnavailableError):
+            await verifier.verify(token)
+
+
+async def test_keys_come_back_without_a_restart_when_the_idp_recovers(
+    make: Factory, fake: FakeIssuer, clock: FakeClock
+) -> None:
+    verifier = make(max_stale=0)
+    fake.fault("status", status=503)
+    await verifier.start()
+    with pytest.raises(KeysUnavailableError) as caught:
+        await verifier.verify(fake.mint())
+    fetches = fake.counts["jwks"]
+    fake.clear_faults()
+    clock.advance(caught.value.retry_after)
+    assert (await verifier.verify(fake.mint())).subject == "user-123"
+    assert fake.counts["jwks"] == fetches + 1
+
+
+def source_for(
+    fake: FakeIssuer, client: httpx.AsyncClient, clock: FakeClock, jitter: float, **options: Any
+) -> RemoteKeySource:
+    settings: dict[str, Any] = {
+        "issuer": fake.issuer,
+        "jwks_uri": fake.jwks_uri,
+        "refresh_interval": TTL,
+        "cooldown": 10.0,
+        "max_stale": 0.0,
+        "timeout": 5.0,
+        "http_client": client,
+        "allow_insecure_http": False,
+        "clock": clock,
+        "jitter": lambda: jitter,
+        **options,
+    }
+    return RemoteKeySource(**settings)
+
+
+@pytest.mark.parametrize(
+    ("jitter", "delays"),
+    [
+        (0.0, [10, 20, 40, 80, 160, 300, 300]),
+        (0.5, [13, 25, 50, 100, 200, 375, 375]),
+        (0.999, [15, 30, 60, 120, 240, 450, 450]),
+    ],
+)
+async def test_failures_back_off_exponentially_with_jitter(
+    fake: FakeIssuer, clock: FakeClock, jitter: float, delays: list[int]
+) -> None:
+    fake.fault("status", status=503)
+    async with fake.async_client() as client:
+        source = source_for(fake, client, clock, jitter)
+        await source.start()
+        seen = []
+        for delay in delays:
+            with pytest.raises(KeysUnavailableError) as caught:
+                await source.get_key("kid", "ES256")  # inside the backoff: no fetch
+            seen.append(caught.value.retry_after)
+            assert fake.counts["jwks"] == len(seen)
+            clock.advance(delay)
+            with pytest.raises(KeysUnavailableError):
+                await source.get_key("kid", "ES256")  # the backoff is over: one fetch
+        await source.aclose()
+    assert seen == delays
+    assert fake.counts["jwks"] == len(delays) + 1
+
+
+async def test_a_long_outage_keeps_the_backoff_bounded(
+    fake: FakeIssuer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """More than a thousand failures in a row must not overflow the backoff arithmetic."""
+    caplog.set_level(logging.CRITICAL, logger="resource_guard.jwks")
+    fake.fault("status", status=503)
+    async with fake.async_client() as client:
+        source = source_for(fake, client, clock, 0.0, cooldown=0.0)
+        for _ in range(1030):  # 2.0 ** 1024 is the first power of two a float cannot hold
+            assert await source.refresh() is False
+        with pytest.raises(KeysUnavailableError) as caught:
+            await source.get_key("kid", "ES256")
+        await source.aclose()
+    assert caught.value.retry_after == MAX_BACKOFF
+    assert fake.counts["jwks"] == 1030
+
+
+# -- revocation, bad keys, the no-kid rule ---------------------------------------------------
+
+
+async def test_a_key_dropped_by_a_refresh_is_revoked_at_once(
+    make: Factory, fake: FakeIssuer, clock: FakeClock
+) -> None:
+    verifier = make()
+    old = fake.current_key
+    token = fake.mint(expires_in=3600)
+    await verifier.start()
+    await verifier.verify(token)  # now in the verified-token cache
+    kept = fake.add_key("ES256")
+    kept_token = fake.mint(key=kept, expires_in=3600)
+    clock.advance(COOLDOWN + 1)
+    kept_access = await verifier.verify(kept_token)  # cached too
+    new = fake.rotate_keys()
+    fake.remove_key(old.kid)
+    clock.advance(DUE + 1)
+    await verifier.verify(token)  # still published as far as we know: starts the refresh
+    await settle()
+    assert fake.counts["jwks"] == 3
+    with pytest.raises(UnknownKeyError):
+        await verifier.verify(token)
+    with pytest.raises(UnknownKeyError):
+        await verifier.verify(fake.mint(key=old, subject="other"))
+    assert await verifier.verify(kept_token) is kept_access  # a kept key keeps its cache
+    assert (await verifier.verify(fake.mint())).key_id == new.kid
+    assert fake.counts["jwks"] == 3
+
+
+BadKey = tuple[object, SigningKey | None]
+"""A JWK to publish, and the private key that signs tokens for it (if there is one)."""
+
+
+def _variant(fake: FakeIssuer, kid: str, **changes: Any) -> BadKey:
+    key = fake.generate_key("ES256", kid)
+    return {**key.public_jwk(), **changes}, key
+
+
+def _weak_rsa(fake: FakeIssuer) -> BadKey:
+    key = fake.generate_key("RS256", "weak-rsa", key_size=1024)
+    return key.public_jwk(), key
+
+
+def _private(fake: FakeIssuer) -> BadKey:
+    key = fake.generate_key("ES256", "private")
+    return key.private_jwk(), key
+
+
+def _off_curve(fake: FakeIssuer) -> BadKey:
+    jwk = fake.generate_key("ES256", "off-curve").public_jwk()
+    return {**jwk, "y": jwk["x"]}, None
+
+
+BAD_KEYS: dict[str, Callable[[FakeIssuer], BadKey]] = {
+    "weak-rsa-1024": _weak_rsa,
+    "private-key": _private,
+    "use-enc": lambda fake: _variant(fake, "enc", use="enc"),
+    "use-enc-same-kid": lambda fake: _variant(fake, fake.current_key.kid, use="enc"),
+    "key-ops-without-verify": lambda fake: _variant(fake, "ops", key_ops=["sign"]),
+    "key-ops-not-a-list": lambda fake: _variant(fake, "ops-text", key_ops="verify"),
+    "alg-mismatch": lambda fake: _variant(fake, "mismatch", alg="ES384"),
+    "alg-for-other-kty": lambda fake: _variant(fake, "kty-mismatch", alg="RS256"),
+    "oct": lambda fake: ({"kty": "oct", "kid": "oct", "alg": "HS256", "k": "c2VjcmV0"}, None),
+    "unknown-kty": lambda fake: ({"kty": "PQ", "kid": "pq", "x": "AAAA"}, None),
+    "no-kty": lambda fake: ({"kid": "no-kty", "x": "AAAA"}, None),
+    "off-curve": _off_curve,
+    "bad-base64": lambda fake: ({"kty": "RSA", "kid": "b64", "n": "!!", "e": "AQAB"}, None),
+    "string": lambda fake: ("garbage", None),
+    "number": lambda fake: (42, None),
+    "null": lambda fake: (None, None),
+    "list": lambda fake: ([fake.current_key.public_jwk()], None),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_KEYS))
+async def test_one_bad_key_never_spoils_the_good_ones(
+    make: Factory, fake: FakeIssuer, name: str
+) -> None:
+    jwk, signer = BAD_KEYS[name](fake)
+    fake.publish_raw_jwk(jwk)
+    verifier = make()
+    await verifier.start()
+    assert (await verifier.verify(fake.mint())).key_id == fake.current_key.kid
+    if signer is not None:  # a real signature by the bad key's private half
+        with pytest.raises(InvalidTokenError):
+            await verifier.verify(fake.mint(key=signer))
+    assert fake.counts["jwks"] == 1
+
+
+async def test_an_hmac_token_for_a_published_oct_key_is_refused(
+    make: Factory, fake: FakeIssuer
+) -> None:
+    secret = b"0123456789abcdef0123456789abcdef"
+    fake.publish_raw_jwk({"kty": "oct", "kid": "oct", "k": b64url(secret)})
+    verifier = make()
+    await verifier.start()
+    with pytest.raises(UnsupportedAlgorithmError):
+        await verifier.verify(fake.mint(alg="HS256", key=secret, kid="oct"))
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    ["only-bad-keys", "empty-keys", "no_keys", "not_object", "garbage"],
+)
+async def test_a_jwks_without_usable_keys_keeps_the_previous_keys(
+    verifier: TokenVerifier, fake: FakeIssuer, clock: FakeClock, spoil: str
+) -> None:
+    old = fake.current_key
+    token = fake.mint(expires_in=3600)
+    if spoil.endswith("-keys"):
+        fake.remove_key(old.kid)
+        if spoil == "only-bad-keys":
+            fake.publish_raw_jwk({**old.public_jwk(), "use": "enc"})
+            fake.publish_raw_jwk({"kty": "oct", "kid": "oct", "k": "c2VjcmV0"})
+    else:
+        fake.fault(spoil)
+    clock.advance(DUE + 1)
+    await verifier.verify(token)
+    await settle()
+    assert fake.counts["jwks"] == 2
+    assert verifier.key_source.last_error is not None
+    assert (await verifier.verify(token)).key_id == old.kid
+    assert (await verifier.verify(fake.mint(key=old, subject="fresh"))).key_id == old.kid
+
+
+async def test_a_token_without_kid_is_accepted_when_exactly_one_key_fits(
+    make: Factory, fake: FakeIssuer
+) -> None:
+    fake.add_key("EdDSA")  # another key, but not one for ES256
+    verifier = make()
+    await verifier.start()
+    access = await verifier.verify(fake.mint(kid=None))
+    assert access.key_id == fake.current_key.kid
+
+
+async def test_a_token_without_kid_is_refused_when_several_keys_fit(
+    make: Factory, fake: FakeIssuer
+) -> None:
+    fake.add_key("ES256")
+    verifier = make()
+    await verifier.start()
+    with pytest.raises(UnknownKeyError, match="2 keys fit"):
+        await verifier.verify(fake.mint(kid=None))
+
+
+# -- discovery ---------------------------------------------------------------------------
+
+
+async def test_discovery_falls_back_to_rfc8414_when_oidc_is_missing(
+    clock: FakeClock,
+) -> None:
+    fake = FakeIssuer("https://idp.example.test/oauth2/default", clock=clock, algorithm="ES256")
+    fake.fault("status", path="discovery", status=404)
+    async with fake.async_client() as client:
+        verifier = TokenVerifier(fake.issuer, AUDIENCE, http_client=client, clock=clock)
+        async with verifier:
+            assert (await verifier.verify(fake.mint())).issuer == fake.issuer
+    assert fake.counts == {"discovery": 1, "oauth_metadata": 1, "jwks": 1}
+
+
+@pytest.mark.parametrize(
+    "named",
+    [
+        "https://evil.example.test",
+        "https://issuer.example.test/",
+        "HTTPS://ISSUER.EXAMPLE.TEST",
+        "https://issuer.example.test/other",
+    ],
+)
+async def test_a_discovery_document_for_another_issuer_is_refused(
+    make: Factory, fake: FakeIssuer, named: str
+) -> None:
+    """Mix-up defence: the document must name the configured issuer exactly."""
+    fake.metadata_overrides["issuer"] = named
+    verifier = make()
+    await verifier.start()
+    with pytest.raises(KeysUnavailableError):
+        await verifier.verify(fake.mint())
+    assert "names another issuer" in (verifier.key_source.last_error or "")
+    assert fake.counts == {"discovery": 1}
+
+
+async def test_rfc8414_metadata_for_another_issuer_is_refused(
+    make: Factory, fake: FakeIssuer
+) -> None:
+    fake.fault("status", path="discovery", status=404)
+    fake.metadata_overrides["issuer"] = "https://evil.example.test"
+    verifier = make()
+    await verifier.start()
+    assert "names another issuer" in (verifier.key_source.last_error or "")
+    assert fake.counts == {"discovery": 1, "oauth_metadata": 1}
+
+
+async def test_discovery_failing_everywhere_leaves_no_keys(make: Factory, fake: FakeIssuer) -> None:
+    fake.fault("status", path="discovery", status=500)
+    fake.fault("garbage", path="oauth_metadata")
+    verifier = make()
+    await verifier.start()
+    with pytest.raises(KeysUnavailableError, match="discovery failed"):
+        await verifier.verify(fake.mint())
+    assert fake.counts == {"discovery": 1, "oauth_metadata": 1}
+
+
+@pytest.mark.parametrize(
+    ("jwks_uri", "reason"),
+    [
+        ("http://issuer.example.test/jwks.json", "must use https"),
+        ("http://10.1.2.3/jwks.json", "must use https"),
+        ("https://user:pw@issuer.example.test/jwks.json", "credentials"),
+        ("/jwks.json", "absolute"),
+        ("https://issuer.example.test:abc/jwks.json", "not a valid URL"),
+        ("https://issuer.example.test/jwks\r\n.json", "not a valid URL"),
+        (None, "no 'jwks_uri'"),
+        (["https://issuer.example.test/jwks.json"], "no 'jwks_uri'"),
+    ],
+)
+async def test_a_bad_discovered_jwks_uri_is_refused(
+    make: Factory,
+    fake: FakeIssuer,
+    gate: Gate,
+    caplog: pytest.LogCaptureFixture,
+    jwks_uri: object,
+    reason: str,
+) -> None:
+    fake.metadata_overrides["jwks_uri"] = jwks_uri
+    verifier = make()
+    await verifier.start()
+    assert reason in (verifier.key_source.last_error or "")
+    assert gate.urls == [fake.discovery_url]
+    assert "unexpected" not in caplog.text
+
+
+async def test_a_discovered_loopback_http_jwks_uri_is_allowed(
+    make: Factory, fake: FakeIssuer, gate: Gate
+) -> None:
+    fake.metadata_overrides["jwks_uri"] = "http://127.0.0.1:9/jwks.json"
+    verifier = make()
+    await verifier.start()
+    assert gate.urls == [fake.discovery_url, "http://127.0.0.1:9/jwks.json"]
+
+
+async def test_a_configured_jwks_uri_skips_discovery(
+    make: Factory, fake: FakeIssuer, gate: Gate
+) -> None:
+    verifier = make(jwks_uri=fake.jwks_uri)
+    await verifier.start()
+    await verifier.verify(fake.mint())
+    assert fake.counts == {"jwks": 1}
+    assert gate.urls == [fake.jwks_uri]
+
+
+async def test_token_endpoint_reuses_the_discovery_document(
+    verifier: TokenVerifier, fake: FakeIssuer
+) -> None:
+    assert await verifier.token_endpoint() == fake.token_endpoint
+    assert fake.counts["discovery"] == 1
+
+
+async def test_token_endpoint_is_discovered_once_when_jwks_uri_is_configured(
+    make: Factory, fake: FakeIssuer
+) -> None:
+    verifier = make(jwks_uri=fake.jwks_uri)
+    fake.fault("status", path="discovery", status=500, times=1)
+    fake.fault("status", path="oauth_metadata", status=500, times=1)
+    assert await verifier.token_endpoint() is None
+    assert await verifier.token_endpoint() == fake.token_endpoint
+    assert await verifier.token_endpoint() == fake.token_endpoint
+    assert fake.counts == {"discovery": 2, "oauth_metadata": 1}
+
+
+# -- lifecycle ----------------------------------------------------------------------------
+
+
+async def test_aclose_leaves_no_pending_tasks(
+    verifier: TokenVerifier, fake: FakeIssuer, clock: FakeClock, gate: Gate
+) -> None:
+    gate.close()
+    clock.advance(DUE + 1)
+    await verifier.verify(fake.mint())  # starts a refresh, held at the IdP
+    await until(lambda: gate.held == 1)
+    current = asyncio.current_task()
+    assert len(asyncio.all_tasks() - {current}) == 2  # the refresher and the fetch
+    closing = asyncio.create_task(verifier.aclose())
+    await asyncio.wait({closing}, timeout=2)
+    assert closing.done()
+    assert asyncio.all_tasks() == {current}
+    await asyncio.wait_for(verifier.aclose(), 2)  # idempotent
+
+
+async def test_aclose_lets_its_own_cancellation_through(
+    verifier: TokenVerifier, fake: FakeIssuer, clock: FakeClock, gate: Gate
+) -> None:
+    """A shutdown deadline can cut aclose() short even if a fetch is slow to stop."""
+    gate.close()
+    gate.linger = 0.4
+    clock.advance(DUE + 1)
+    await verifier.verify(fake.mint())
+    await until(lambda: gate.held == 1)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(verifier.aclose(), 0.05)
+    assert loop.time() - started < 0.3
+    await settle()
+
+
+def test_one_verifier_serves_two_event_loops_in_turn(fake: FakeIssuer, clock: FakeClock) -> None:
+    """asyncio.run twice (as test sessions do): tasks and connections start afresh."""
+    with fake.serve():
+        verifier = TokenVerifier(fake.issuer, AUDIENCE, clock=clock)
+
+        async def first() -> None:
+            await verifier.start()
+            await verifier.verify(fake.mint(subject="first"))
+
+        async def second() -> None:
+            assert (await verifier.verify(fake.mint(subject="second"))).subject == "second"
+            clock.advance(COOLDOWN + 1)
+            new = fake.rotate_keys()
+            assert (await verifier.verify(fake.mint())).key_id == new.kid
+            await verifier.aclose()
+            assert asyncio.all_tasks() == {asyncio.current_task()}
+
+        asyncio.run(first())
+        asyncio.run(second())
+    gc.collect()  # a connection left behind on the first loop would warn here
+    assert fake.counts == {"discovery": 1, "jwks": 2}
+
+
+def test_aclose_on_a_later_event_loop_works(fake: FakeIssuer, clock: FakeClock) -> None:
+    with fake.serve():
+        verifier = TokenVerifier(fake.issuer, AUDIENCE, clock=clock)
+
+        async def use() -> None:
+            await verifier.start()
+            await verifier.verify(fake.mint())
+
+        asyncio.run(use())
+        asyncio.run(verifier.aclose())
+
+
+# -- end to end over loopback HTTP -------------------------------------------------------------
+
+
+async def test_end_to_end_over_loopback_http(fake: FakeIssuer, clock: FakeClock) -> None:
+    with fake.serve():
+        assert fake.issuer.startswith("http://127.0.0.1:")
+        async with TokenVerifier(fake.issuer, AUDIENCE, clock=clock) as verifier:
+            assert fake.counts == {"discovery": 1, "jwks": 1}
+            assert (await verifier.verify(fake.mint())).issuer == fake.issuer
+            clock.advance(COOLDOWN + 1)
+            new = fake.rotate_keys()
+            assert (await verifier.verify(fake.mint())).key_id == new.kid
+            with pytest.raises(UnknownKeyError):
+                await verifier.verify(fake.mint(kid=random_kid()))
+            assert fake.counts == {"discovery": 1, "jwks": 2}
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("gzip_bomb", "inflates to more than"),
+        ("oversized", "larger than"),
+        ("redirect", "redirect (not followed) 302"),
+        ("garbage", "not JSON"),
+        ("not_object", "not a JSON object"),
+        ("no_keys", "'keys' list"),
+        ("status", "HTTP status 503"),
+    ],
+)
+async def test_a_misbehaving_jwks_endpoint_over_loopback_yields_no_keys(
+    fake: FakeIssuer, clock: FakeClock, kind: str, reason: str
+) -> None:
+    fake.fault(kind)
+    with fake.serve():
+        async with TokenVerifier(fake.issuer, AUDIENCE, clock=clock, timeout=2) as verifier:
+            with pytest.raises(KeysUnavailableError) as caught:
+                await verifier.verify(fake.mint())
+    assert reason in caught.value.message
+    assert fake.counts == {"discovery": 1, "jwks": 1}  # a redirect target is never asked
