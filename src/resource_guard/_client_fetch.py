@@ -27,11 +27,11 @@ from ._client_token import (
     DiscoveryError,
     Token,
     basic_authorization,
-    discovery_urls,
     token_endpoint_from,
     token_form,
     token_from_reply,
 )
+from ._discovery import metadata_urls
 from .exceptions import TokenRequestError
 
 logger = logging.getLogger("resource_guard.client")
@@ -130,7 +130,7 @@ class TokenFetcher:
 
     def _discover_sync(self, client: httpx.Client) -> str:
         reasons: list[str] = []
-        for url in discovery_urls(self._issuer):
+        for url in metadata_urls(self._issuer):
             request = client.build_request("GET", url, headers=_ACCEPT_JSON, timeout=self._timeout)
             try:
                 reply = exchange_sync(
@@ -176,7 +176,7 @@ class TokenFetcher:
 
     async def _discover_async(self, client: httpx.AsyncClient) -> str:
         reasons: list[str] = []
-        for url in discovery_urls(self._issuer):
+        for url in metadata_urls(self._issuer):
             request = client.build_request("GET", url, headers=_ACCEPT_JSON, timeout=self._timeout)
             try:
                 reply = await exchange_async(

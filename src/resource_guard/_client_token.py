@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeGuard
-from urllib.parse import quote_plus, urlsplit, urlunsplit
+from urllib.parse import quote_plus
 
 from ._fetch import check_url
 from .exceptions import TokenRequestError
@@ -197,19 +197,6 @@ def _jwt_lifetime(access_token: str, now: float) -> float | None:
         return None
     remaining = float(exp) - now
     return remaining if 0 < remaining <= MAX_LIFETIME else None
-
-
-def discovery_urls(issuer: str) -> tuple[str, str]:
-    """Where to look for metadata: OIDC Discovery first, then RFC 8414 (path inserted)."""
-    parts = urlsplit(issuer)
-    path = parts.path.rstrip("/")
-    oidc = urlunsplit(
-        (parts.scheme, parts.netloc, f"{path}/.well-known/openid-configuration", "", "")
-    )
-    oauth = urlunsplit(
-        (parts.scheme, parts.netloc, f"/.well-known/oauth-authorization-server{path}", "", "")
-    )
-    return oidc, oauth
 
 
 def token_endpoint_from(

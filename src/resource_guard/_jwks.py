@@ -21,10 +21,10 @@ import math
 import random
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from ._discovery import metadata_urls
 from ._fetch import MAX_DOCUMENT_BYTES, Document, FetchError, check_url, fetch_json
 from ._keyset import KeySet, VerificationKey
 from .exceptions import KeysUnavailableError, UnknownKeyError
@@ -35,13 +35,6 @@ REFRESH_AHEAD = 0.8
 """Refresh once keys reach this fraction of their time to live."""
 MIN_TTL = 60.0
 MAX_BACKOFF = 300.0
-
-
-def _oauth_metadata_url(issuer: str) -> str:
-    """RFC 8414 §3: the well-known segment goes between the host and the issuer's path."""
-    parts = urlsplit(issuer)
-    path = "/.well-known/oauth-authorization-server" + parts.path.rstrip("/")
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
 class RemoteKeySource:
@@ -309,10 +302,7 @@ class RemoteKeySource:
     async def _discover(self) -> dict[str, Any]:
         """OIDC discovery, then RFC 8414; the document must name our issuer exactly."""
         errors = []
-        for url in (
-            self.issuer.rstrip("/") + "/.well-known/openid-configuration",
-            _oauth_metadata_url(self.issuer),
-        ):
+        for url in metadata_urls(self.issuer):
             try:
                 document = await fetch_json(
                     self._client(), url, timeout=self._timeout, max_bytes=self._max_bytes
