@@ -184,9 +184,7 @@ async def test_missing_scope_is_the_rfc6750_403(
         f'Bearer realm="api", error="insufficient_scope", '
         f'error_description="{description}", scope="{required}"'
     )
-    assert response.json() == {
-        "detail": {"error": "insufficient_scope", "error_description": description}
-    }
+    assert response.json() == {"error": "insufficient_scope", "error_description": description}
 
 
 async def test_middleware_refusals_come_first(app: FastAPI, fake: FakeIssuer) -> None:
@@ -211,8 +209,23 @@ async def test_anonymous_request_gets_401_from_the_dependency(
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == 'Bearer realm="orders"'
     assert response.json() == {
-        "detail": {"error": "unauthorized", "error_description": "a bearer token is required"}
+        "error": "unauthorized",
+        "error_description": "a bearer token is required",
     }
+
+
+async def test_a_mounted_sub_app_still_gets_the_rfc6750_403(
+    verifier: TokenVerifier, fake: FakeIssuer
+) -> None:
+    """With the middleware on the parent, FastAPI's own handler answers for the sub-app."""
+    parent = FastAPI()
+    parent.mount("/v1", build_app(None))
+    parent.add_middleware(BearerAuthMiddleware, verifier=verifier)
+    async with client(parent) as http:
+        response = await http.get("/v1/orders", headers=auth(fake, "reports:read"))
+    assert response.status_code == 403
+    assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
+    assert response.json()["detail"]["error"] == "insufficient_scope"
 
 
 async def test_optional_token_is_none_for_anonymous_requests(verifier: TokenVerifier) -> None:

@@ -10,10 +10,11 @@ install_openapi(app, verifier=verifier)   # Swagger UI's Authorize: client crede
 ```
 
 The dependencies read what :class:`~resource_guard.BearerAuthMiddleware` stored; without
-the middleware they raise :class:`RuntimeError` (a 500), never allow. Refusals are
-``HTTPException``s carrying the RFC 6750 ``WWW-Authenticate`` challenge, so FastAPI's own
-handler answers them: 403 ``insufficient_scope`` (or 401 without a token) with the body
-``{"detail": {"error": ..., "error_description": ...}}``.
+the middleware they raise :class:`RuntimeError` (a 500), never allow. Refusals are sent
+by the middleware like its own: 403 ``insufficient_scope`` (or 401 without a token) with
+the RFC 6750 challenge and the body ``{"error": ..., "error_description": ...}``. In a
+sub-app mounted below the middleware they become ``HTTPException``s with the same status
+and challenge, answered by FastAPI (body ``{"detail": {...}}``).
 """
 
 # No `from __future__ import annotations`: FastAPI reads the dependencies' annotations.
@@ -36,7 +37,13 @@ from starlette.requests import HTTPConnection
 
 from ._bearer import Reply, check_scope_names
 from ._models import AccessToken
-from .middleware import DENIAL_EXTENSION, POLICY_VIOLATION, check_access
+from .middleware import (
+    APP_KEY,
+    DENIAL_EXTENSION,
+    POLICY_VIOLATION,
+    AccessRefused,
+    check_access,
+)
 
 __all__ = [
     "SCHEME_NAME",
@@ -70,7 +77,12 @@ _scheme = _BearerScheme()
 
 
 def _refuse(connection: HTTPConnection, reply: Reply) -> NoReturn:
-    """Raise the exception FastAPI turns into ``reply`` (status and challenge)."""
+    """Raise what turns into ``reply``: AccessRefused when the middleware wraps this very
+    app (it answers with its own body shape), else an exception FastAPI's own handler
+    answers with the same status and challenge (a sub-app mounted under the middleware)."""
+    scope = connection.scope
+    if scope.get(APP_KEY, connection) is scope.get("app"):
+        raise AccessRefused(reply)
     if connection.scope["type"] == "websocket" and DENIAL_EXTENSION not in (
         connection.scope.get("extensions") or {}
     ):

@@ -33,6 +33,8 @@ ACCESS_TOKEN_KEY = "resource_guard.access_token"
 """Scope key of the verified AccessToken (None on public paths and anonymous requests)."""
 REPLIES_KEY = "resource_guard.replies"
 """Scope key of the middleware's BearerReplies; its presence proves the middleware ran."""
+APP_KEY = "resource_guard.app"
+"""Scope key of the app the middleware wraps: refusals raised inside it reach the middleware."""
 DENIAL_EXTENSION = "websocket.http.response"
 _LIFESPAN_ENDS = frozenset(
     {"lifespan.startup.failed", "lifespan.shutdown.complete", "lifespan.shutdown.failed"}
@@ -44,6 +46,18 @@ MISSING_MIDDLEWARE = (
     "be checked; add app.add_middleware(BearerAuthMiddleware, verifier=...) to the "
     "application (scope checks never allow a request they cannot check)"
 )
+
+
+class AccessRefused(Exception):
+    """A route's scope check refused the request; the middleware sends ``reply``.
+
+    Raised only inside the app the middleware wraps (``scope[APP_KEY]``), so every
+    refusal has the middleware's bare ``{"error", "error_description"}`` body.
+    """
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.error)
+        self.reply = reply
 
 
 class Verifier(Protocol):
@@ -241,6 +255,7 @@ class BearerAuthMiddleware:
 
         replies = self._replies
         scope[REPLIES_KEY] = replies
+        scope[APP_KEY] = scope.get("app")
         if self._is_public(scope):
             await self._pass_anonymous(scope, receive, send)
             return
@@ -274,7 +289,10 @@ class BearerAuthMiddleware:
             scope["auth"] = AuthCredentials(sorted(token.scopes))
             scope["user"] = TokenUser(token)
             scope[ACCESS_TOKEN_KEY] = token
-            await self.app(scope, receive, send)
+            try:
+                await self.app(scope, receive, send)
+            except AccessRefused as refusal:  # raised before the route answered
+                await send_reply(scope, receive, send, refusal.reply)
             return
         await send_reply(scope, receive, send, reply)
 
@@ -295,7 +313,10 @@ class BearerAuthMiddleware:
         scope["auth"] = AuthCredentials()
         scope["user"] = UnauthenticatedUser()
         scope[ACCESS_TOKEN_KEY] = None
-        await self.app(scope, receive, send)
+        try:
+            await self.app(scope, receive, send)
+        except AccessRefused as refusal:
+            await send_reply(scope, receive, send, refusal.reply)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass lifespan through; start the verifier before the app's start-up runs, close
