@@ -9,8 +9,15 @@ http_client = fake.async_client()        # in-process: no sockets
 with fake.serve():                       # or real HTTP on 127.0.0.1
     ...
 ```
+
+The pytest plugin (:mod:`resource_guard.testing.pytest_plugin`) turns these into fixtures:
+``fake_issuer``, ``fake_issuer_server``, ``token_verifier``, ``fake_issuer_env``,
+``app_client``...
 """
 
+from ._app_client import AppClient
+from ._assertions import assert_status, explain_response
+from ._clock import FakeClock
 from ._faults import ENDPOINTS, FAULT_KINDS
 from ._issuer import DEFAULT_AUDIENCE, DEFAULT_ISSUER, FakeIssuer
 from ._keys import SUPPORTED_ALGORITHMS, SigningKey, generate_key
@@ -24,8 +31,12 @@ __all__ = [
     "ENDPOINTS",
     "FAULT_KINDS",
     "SUPPORTED_ALGORITHMS",
+    "AppClient",
+    "FakeClock",
     "FakeIssuer",
     "FakeIssuerTransport",
     "SigningKey",
+    "assert_status",
+    "explain_response",
     "generate_key",
 ]

@@ -307,6 +307,29 @@ class FakeIssuer:
         claims = {"nbf": issued_at, **options.pop("claims", {})}
         return self.mint(subject, issued_at=issued_at, claims=claims, **options)
 
+    def auth_headers(self, subject: str | None = "user-123", **options: Any) -> dict[str, str]:
+        """``{"Authorization": "Bearer <token>"}`` for a token minted by :meth:`mint`.
+
+        Takes the same arguments as :meth:`mint`:
+        ``client.get("/orders", headers=fake.auth_headers(scopes=["orders:read"]))``.
+        """
+        return {"Authorization": f"Bearer {self.mint(subject, **options)}"}
+
+    def environ(self) -> dict[str, str]:
+        """The ``RESOURCE_GUARD_*`` variables that point ``TokenVerifier.from_env()`` here.
+
+        ``RESOURCE_GUARD_ISSUER``, ``RESOURCE_GUARD_AUDIENCE`` (comma-separated when there
+        are several) and ``RESOURCE_GUARD_JWKS_URI``, with the URLs of the moment: serve
+        first when another process must reach this issuer.
+        """
+        audience = self._audience
+        audiences = audience if isinstance(audience, str) else ",".join(audience)
+        return {
+            "RESOURCE_GUARD_ISSUER": self.issuer,
+            "RESOURCE_GUARD_AUDIENCE": audiences,
+            "RESOURCE_GUARD_JWKS_URI": self.jwks_uri,
+        }
+
     # Clients ------------------------------------------------------------------------------
 
     def register_client(
