@@ -56,7 +56,6 @@ class RemoteKeySource:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.issuer = issuer
-        self._configured_jwks_uri = jwks_uri
         self._jwks_uri = jwks_uri
         self._metadata: dict[str, Any] | None = None
         self._refresh_interval = refresh_interval
