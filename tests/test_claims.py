@@ -42,6 +42,9 @@ def test_accepts_good_claims_and_returns_the_time_window() -> None:
         pytest.param({"exp": [NOW + 60]}, InvalidClaimError, "exp", id="exp-list"),
         pytest.param({"exp": float("inf")}, InvalidClaimError, "exp", id="exp-infinite"),
         pytest.param({"exp": 10**20}, InvalidClaimError, "exp", id="exp-beyond-year-9999"),
+        pytest.param({"exp": 10**400}, InvalidClaimError, "exp", id="exp-beyond-float"),
+        pytest.param({"nbf": -(10**400)}, InvalidClaimError, "nbf", id="nbf-beyond-float"),
+        pytest.param({"iat": 10**400}, InvalidClaimError, "iat", id="iat-beyond-float"),
         pytest.param({"exp": -1}, InvalidClaimError, "exp", id="exp-negative"),
         pytest.param({"nbf": "0"}, InvalidClaimError, "nbf", id="nbf-string"),
         pytest.param({"iat": False}, InvalidClaimError, "iat", id="iat-bool"),
@@ -177,6 +180,22 @@ def test_scope_mapper_adds_scopes() -> None:
     assert rules.extract({"scope": "a", "permissions": ["default:read"]}) == {"a", "default:read"}
 
 
-def test_scope_mapper_returning_a_string_is_a_programming_error() -> None:
-    with pytest.raises(TypeError, match="iterable"):
-        ScopeRules(mapper=lambda _: "a b").extract({})
+@pytest.mark.parametrize(
+    "mapped",
+    ["a b", [1, "a"], [{"x": 1}], ["a", None], [""], ["a b"], 5],
+    ids=["string", "number", "object", "null", "empty", "space", "not-iterable"],
+)
+def test_scope_mapper_output_is_checked(mapped: object) -> None:
+    """A mapper fed by a signed claim must not turn odd claim values into a 500."""
+    with pytest.raises(InvalidClaimError) as caught:
+        ScopeRules(mapper=lambda _: mapped).extract({})  # type: ignore[arg-type,return-value]
+    assert caught.value.claim == "scope_mapper"
+
+
+def test_a_failing_scope_mapper_refuses_the_token(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(claims: Mapping[str, Any]) -> Iterable[str]:
+        return [str(item) for item in claims["permissions"]]  # KeyError without the claim
+
+    with pytest.raises(InvalidClaimError, match="scope_mapper"):
+        ScopeRules(mapper=broken).extract({"sub": "u"})
+    assert "KeyError" in caplog.text

@@ -474,6 +474,37 @@ async def test_the_token_request_bypasses_the_authenticated_async_client(
     assert len(server.token_requests) == 1
 
 
+def test_a_shared_client_lends_no_headers_or_cookies_to_the_token_endpoint(
+    server: TokenServer, clock: FakeClock
+) -> None:
+    """The caller's default headers and cookies are for the resource server, not the IdP."""
+    with httpx.Client(
+        transport=server.transport(), headers={"X-Api-Key": "k-123"}, cookies={"s": "abc"}
+    ) as client:
+        auth = make_auth(server, clock, http_client=client)
+        assert client.get(API, auth=auth).status_code == 200
+    sent = server.token_requests[0].headers
+    assert "x-api-key" not in sent
+    assert "cookie" not in sent
+
+
+async def test_a_shared_async_client_lends_no_headers_to_discovery_or_token_requests(
+    server: TokenServer, clock: FakeClock
+) -> None:
+    server.discovery["/.well-known/openid-configuration"] = {
+        "issuer": "https://idp.test",
+        "token_endpoint": TOKEN_URL,
+    }
+    async with httpx.AsyncClient(
+        transport=server.async_transport(), headers={"X-Api-Key": "k-123"}
+    ) as client:
+        auth = make_auth(
+            server, clock, http_client=client, token_url=None, issuer="https://idp.test"
+        )
+        assert (await client.get(API, auth=auth)).status_code == 200
+    assert "x-api-key" not in server.token_requests[0].headers
+
+
 def test_a_token_request_does_not_follow_redirects(server: TokenServer, clock: FakeClock) -> None:
     server.script.append(httpx.Response(302, headers={"Location": "https://evil.test/token"}))
 

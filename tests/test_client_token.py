@@ -253,6 +253,8 @@ BAD_SUCCESS_BODIES = [
             ("nan", float("nan")),
             ("infinity", float("inf")),
             ("centuries", 10**12),
+            ("beyond-float", 10**400),
+            ("beyond-float-text", "9" * 400),
             ("list", [60]),
         ]
     ),
@@ -566,8 +568,14 @@ def test_concurrent_first_async_callers_discover_once(
 
 @pytest.mark.parametrize(
     ("value", "secret", "expected"),
-    [("a secret b", "secret", "a [redacted] b"), ("plain", "", "plain"), (None, "x", None)],
-    ids=["redacted", "no-secret-to-redact", "not-a-string"],
+    [
+        ("a secret b", "secret", "a [redacted] b"),
+        ("body: client_secret=p%40ss+w%2Brd", "p@ss w+rd", "body: client_secret=[redacted]"),
+        ("path p%40ss%20w%2Brd", "p@ss w+rd", "path [redacted]"),
+        ("plain", "", "plain"),
+        (None, "x", None),
+    ],
+    ids=["redacted", "form-encoded", "percent-encoded", "no-secret-to-redact", "not-a-string"],
 )
 def test_server_text_is_made_safe_for_messages(
     value: object, secret: str, expected: str | None

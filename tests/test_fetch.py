@@ -87,6 +87,26 @@ async def test_asks_for_json_and_only_the_encodings_it_can_bound() -> None:
     assert seen[0].headers["Accept-Encoding"] == "gzip, deflate"
 
 
+async def test_a_shared_client_lends_no_credentials_headers_or_cookies() -> None:
+    """A service's shared AsyncClient may carry its own auth: the IdP must never see it."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=JWKS)
+
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(handler),
+        auth=httpx.BasicAuth("svc", "s3cret"),
+        headers={"X-Api-Key": "k-123"},
+        cookies={"session": "abc"},
+    ) as client:
+        await fetch_json(client, URL, timeout=5)
+    assert "authorization" not in seen[0].headers
+    assert "x-api-key" not in seen[0].headers
+    assert "cookie" not in seen[0].headers
+
+
 async def test_a_streamed_body_is_read_in_chunks() -> None:
     chunks = split(b'{"keys": [], "pad": "' + b"x" * 5000 + b'"}')
     stream = Chunks(chunks)

@@ -75,6 +75,19 @@ def test_one_bad_key_never_spoils_the_set(caplog: pytest.LogCaptureFixture) -> N
     assert "c2VjcmV0" not in caplog.text
 
 
+def test_a_skipped_key_is_warned_about_once_not_on_every_refresh(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Keycloak publishes an encryption key by default: one warning, not one per refresh."""
+    document = {"keys": [jwk(RSA), jwk(RSA_NO_ALG, use="enc", alg=...)]}
+    keys = KeySet.from_jwks(document)
+    for _ in range(3):
+        keys = KeySet.from_jwks(document, previous=keys)
+    warnings = [record for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "kid='rsa-2'" in warnings[0].getMessage()
+
+
 @pytest.mark.parametrize("document", [{}, {"keys": {}}, [], None, {"keys": "x"}])
 def test_a_document_without_a_keys_list_is_refused(document: object) -> None:
     with pytest.raises(ValueError, match="'keys' list"):

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -765,3 +766,69 @@ async def test_app_that_ends_lifespan_without_reporting_still_closes(
     await app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
     assert recording.events == ["verifier.start", "verifier.aclose"]
     assert outbox == [{"type": "lifespan.startup.complete"}]
+
+
+# -- a token in the header and in a form body ------------------------------------------
+
+
+async def echo_form(request: Request) -> JSONResponse:
+    form = await request.form()
+    return JSONResponse({"fields": sorted(form.keys()), "subject": request.user.display_name})
+
+
+def form_app(verifier: TokenVerifier) -> Starlette:
+    app = Starlette(routes=[Route("/orders", echo_form, methods=["POST"])])
+    app.add_middleware(BearerAuthMiddleware, verifier=verifier)
+    return app
+
+
+async def post(app: Starlette, headers: dict[str, str], content: bytes) -> Any:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+        return await client.post("/orders", headers=headers, content=content)
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"item=tea&access_token=abc", b"access%5Ftoken=abc", b"access_token="],
+    ids=["plain", "percent-encoded-name", "empty-value"],
+)
+async def test_header_token_plus_form_token_is_400(
+    verifier: TokenVerifier, fake: FakeIssuer, body: bytes
+) -> None:
+    headers = {**FORM, "Authorization": f"Bearer {fake.mint()}"}
+    response = await post(form_app(verifier), headers, body)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert "abc" not in response.text
+
+
+async def test_a_form_without_a_token_reaches_the_route_intact(
+    verifier: TokenVerifier, fake: FakeIssuer
+) -> None:
+    headers = {**FORM, "Authorization": f"Bearer {fake.mint('erin')}"}
+    response = await post(form_app(verifier), headers, b"item=tea&quantity=2")
+    assert response.status_code == 200
+    assert response.json() == {"fields": ["item", "quantity"], "subject": "erin"}
+
+
+async def test_a_token_only_in_the_form_counts_as_no_credentials(
+    verifier: TokenVerifier, fake: FakeIssuer
+) -> None:
+    response = await post(form_app(verifier), FORM, f"access_token={fake.mint()}".encode())
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="api"'
+
+
+async def test_a_large_form_is_passed_through_unchecked(
+    verifier: TokenVerifier, fake: FakeIssuer
+) -> None:
+    """Beyond the scan limit the body streams on untouched (and is never buffered whole)."""
+    headers = {**FORM, "Authorization": f"Bearer {fake.mint('erin')}"}
+    body = b"note=" + b"x" * (200 * 1024) + b"&item=tea"
+    response = await post(form_app(verifier), headers, body)
+    assert response.status_code == 200
+    assert response.json()["fields"] == ["item", "note"]

@@ -422,6 +422,23 @@ async def test_cache_is_bounded(issuer: FakeIssuer, clock: FakeClock) -> None:
         assert len(verifier._cache) == 8
 
 
+async def test_an_oversized_token_is_refused_before_it_is_hashed(
+    verifier: TokenVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Size is the first check: a megabyte of header costs nothing but a length test."""
+    hashed: list[int] = []
+    real_sha256 = hashlib.sha256
+
+    def counting(data: bytes = b"") -> Any:
+        hashed.append(len(data))
+        return real_sha256(data)
+
+    monkeypatch.setattr(hashlib, "sha256", counting)
+    with pytest.raises(MalformedTokenError, match="larger"):
+        await verifier.verify("a" * 1_000_000)
+    assert hashed == []
+
+
 async def test_a_refused_token_is_never_cached(issuer: FakeIssuer, verifier: TokenVerifier) -> None:
     token = issuer.mint(audience="api://billing")
     for _ in range(2):

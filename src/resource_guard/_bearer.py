@@ -93,6 +93,22 @@ def has_access_token_parameter(query_string: bytes) -> bool:
     return False
 
 
+_CONTENT_TYPE = b"content-type"
+_FORM_TYPE = b"application/x-www-form-urlencoded"
+_BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def may_carry_form_token(method: str, headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """True for a request whose body is a form that could hold ``access_token`` (RFC 6750
+    §2.2): a method with a body and ``Content-Type: application/x-www-form-urlencoded``."""
+    if method in _BODYLESS_METHODS:
+        return False
+    for name, value in headers:
+        if len(name) == 12 and name.lower() == _CONTENT_TYPE:
+            return value.split(b";", 1)[0].strip().lower() == _FORM_TYPE
+    return False
+
+
 def extract_token(headers: Iterable[tuple[bytes, bytes]], query_string: bytes = b"") -> str | None:
     """The bearer token of a request from its ASGI headers, or None without one.
 

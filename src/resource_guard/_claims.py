@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +16,8 @@ from .exceptions import (
     InvalidTokenTypeError,
 )
 
+logger = logging.getLogger("resource_guard.verifier")
+
 ScopeMapper = Callable[[Mapping[str, Any]], Iterable[str]]
 """Maps a token's claims to extra scopes (e.g. Temporal-style ``permissions``)."""
 
@@ -23,15 +25,18 @@ RFC9068_CLAIMS = ("iss", "exp", "aud", "sub", "client_id", "iat", "jti")
 _ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "jwt"})
 _STRING_CLAIMS = ("sub", "jti", "client_id", "azp", "cid")
 _LAST_NUMERIC_DATE = 253402300799  # 9999-12-31T23:59:59Z: datetimes can hold it
+_NO_SCOPES: frozenset[str] = frozenset()
+_NUMBERS = frozenset({int, float})  # exact JSON number types; bool takes the careful path
 
 
 def _number(payload: Mapping[str, Any], claim: str) -> float | None:
     value = payload.get(claim)
     if value is None and claim not in payload:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidClaimError(claim, "is not a NumericDate (a JSON number of seconds)")
-    if not 0 <= value <= _LAST_NUMERIC_DATE:
+    # Compared before any float conversion: a 400-digit integer overflows a float.
+    if not 0 <= value <= _LAST_NUMERIC_DATE:  # NaN compares false: refused here too
         raise InvalidClaimError(claim, "is out of range")
     return float(value)
 
@@ -58,7 +63,46 @@ class ClaimRules:
             raise InvalidTokenTypeError(f"the header 'typ' {typ!r:.40} is not an access token")
 
     def check(self, payload: Mapping[str, Any], now: float) -> tuple[float, float | None]:
-        """Check every claim rule at time ``now``; return ``(exp, nbf)`` for caching."""
+        """Check every claim rule at time ``now``; return ``(exp, nbf)`` for caching.
+
+        The common shape is accepted in a few inline comparisons; anything else (a missing
+        or odd claim, a failure) takes the careful path, which applies the same rules one by
+        one and names the precise failure.
+        """
+        get = payload.get
+        exp: Any = get("exp")
+        nbf: Any = get("nbf")
+        iat: Any = get("iat")
+        soon = now + self.leeway
+        if (
+            type(exp) in _NUMBERS
+            and 0 <= exp <= _LAST_NUMERIC_DATE
+            and now <= exp + self.leeway
+            and (
+                "nbf" not in payload
+                or (type(nbf) in _NUMBERS and 0 <= nbf <= _LAST_NUMERIC_DATE and soon >= nbf)
+            )
+            and (
+                "iat" not in payload
+                or (type(iat) in _NUMBERS and 0 <= iat <= _LAST_NUMERIC_DATE and soon >= iat)
+            )
+            and type(get("sub", "")) is str
+            and type(get("jti", "")) is str
+            and type(get("client_id", "")) is str
+            and type(get("azp", "")) is str
+            and type(get("cid", "")) is str
+            and (not self.required or all(name in payload for name in self.required))
+            and get("iss") == self.issuer
+        ):
+            aud = get("aud")
+            if type(aud) is not str or aud not in self.audiences:
+                self._check_audience(aud)
+            return float(exp), None if nbf is None else float(nbf)
+        return self._check_carefully(payload, now)
+
+    def _check_carefully(
+        self, payload: Mapping[str, Any], now: float
+    ) -> tuple[float, float | None]:
         exp = _number(payload, "exp")
         if exp is None:
             raise InvalidClaimError("exp", "is required")
@@ -115,6 +159,22 @@ class ScopeRules:
 
     def extract(self, payload: Mapping[str, Any]) -> frozenset[str]:
         """The union of every configured scope source, as a frozenset."""
+        if self.mapper is None:
+            # The common case, one space-delimited string, is split straight into the result.
+            found: str | None = None
+            for name in self.claims:
+                value = payload.get(name)
+                if value is None:
+                    if "." in name:
+                        return self._extract_carefully(payload)
+                elif type(value) is not str or found is not None:
+                    return self._extract_carefully(payload)
+                else:
+                    found = value
+            return _NO_SCOPES if found is None else frozenset(found.split())
+        return self._extract_carefully(payload)
+
+    def _extract_carefully(self, payload: Mapping[str, Any]) -> frozenset[str]:
         scopes: set[str] = set()
         for name in self.claims:
             value = _lookup(payload, name)
@@ -127,8 +187,21 @@ class ScopeRules:
             else:
                 raise InvalidClaimError(name, "is not a string or a list of strings")
         if self.mapper is not None:
-            mapped = self.mapper(payload)
-            if isinstance(mapped, str):
-                raise TypeError("the scope mapper must return an iterable of scopes, not a str")
-            scopes.update(mapped)
+            scopes.update(self._mapped(payload))
         return frozenset(scopes)
+
+    def _mapped(self, payload: Mapping[str, Any]) -> list[str]:
+        """The mapper's scopes, checked: signed claims feed it, so odd values must refuse
+        the token, never crash the request."""
+        assert self.mapper is not None
+        try:
+            mapped = self.mapper(payload)
+            items = None if isinstance(mapped, str) else list(mapped)
+        except Exception as exc:
+            logger.warning("the scope mapper failed (%s); refusing the token", type(exc).__name__)
+            raise InvalidClaimError("scope_mapper", "could not map the claims to scopes") from None
+        if items is None or not all(
+            isinstance(item, str) and item and not any(c.isspace() for c in item) for item in items
+        ):
+            raise InvalidClaimError("scope_mapper", "gave something other than scope names")
+        return items

@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import os
 import stat
 import tempfile
@@ -54,7 +53,8 @@ def _uid() -> int | None:
 def _seconds(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) else None
+    # Plausible epoch seconds only: compared before float() (a huge int overflows it).
+    return float(value) if -(2**53) < value < 2**53 else None
 
 
 def _private(info: os.stat_result, *, loose_bits: int) -> bool:

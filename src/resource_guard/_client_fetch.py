@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -39,6 +40,15 @@ logger = logging.getLogger("resource_guard.client")
 _ACCEPT_JSON = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
 
 
+def bare_request(
+    method: str, url: str, timeout: float, *, headers: Mapping[str, str], data: Any = None
+) -> httpx.Request:
+    """A request that takes nothing from the client that sends it: a shared client's
+    default headers and cookies belong to the resource servers it calls, not to the IdP."""
+    extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
+    return httpx.Request(method, url, headers=headers, data=data, extensions=extensions)
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class Credentials:
     """What the token request says: the client, its secret and what it asks for."""
@@ -53,9 +63,7 @@ class Credentials:
     def __repr__(self) -> str:
         return f"Credentials(client_id={self.client_id!r})"
 
-    def request(
-        self, client: httpx.Client | httpx.AsyncClient, url: str, timeout: float
-    ) -> httpx.Request:
+    def request(self, url: str, timeout: float) -> httpx.Request:
         """The token request, credentials in a Basic header or in the body."""
         headers = dict(_ACCEPT_JSON)
         post = self.auth_method == "client_secret_post"
@@ -68,7 +76,7 @@ class Credentials:
             client_id=self.client_id if post else None,
             client_secret=self.client_secret if post else None,
         )
-        return client.build_request("POST", url, data=form, headers=headers, timeout=timeout)
+        return bare_request("POST", url, timeout, headers=headers, data=form)
 
 
 class TokenFetcher:
@@ -119,7 +127,7 @@ class TokenFetcher:
             reply = exchange_sync(
                 lambda: send_sync(
                     client,
-                    self._credentials.request(client, url, self._timeout),
+                    self._credentials.request(url, self._timeout),
                     timeout=self._timeout,
                 ),
                 url=url,
@@ -131,7 +139,7 @@ class TokenFetcher:
     def _discover_sync(self, client: httpx.Client) -> str:
         reasons: list[str] = []
         for url in metadata_urls(self._issuer):
-            request = client.build_request("GET", url, headers=_ACCEPT_JSON, timeout=self._timeout)
+            request = bare_request("GET", url, self._timeout, headers=_ACCEPT_JSON)
             try:
                 reply = exchange_sync(
                     functools.partial(send_sync, client, request, timeout=self._timeout),
@@ -165,7 +173,7 @@ class TokenFetcher:
             reply = await exchange_async(
                 lambda: send_async(
                     client,
-                    self._credentials.request(client, url, self._timeout),
+                    self._credentials.request(url, self._timeout),
                     timeout=self._timeout,
                 ),
                 url=url,
@@ -177,7 +185,7 @@ class TokenFetcher:
     async def _discover_async(self, client: httpx.AsyncClient) -> str:
         reasons: list[str] = []
         for url in metadata_urls(self._issuer):
-            request = client.build_request("GET", url, headers=_ACCEPT_JSON, timeout=self._timeout)
+            request = bare_request("GET", url, self._timeout, headers=_ACCEPT_JSON)
             try:
                 reply = await exchange_async(
                     functools.partial(send_async, client, request, timeout=self._timeout),

@@ -10,12 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeGuard
-from urllib.parse import quote_plus
+from urllib.parse import quote, quote_plus
 
 from ._fetch import check_url
 from .exceptions import TokenRequestError
@@ -100,7 +99,9 @@ def safe_text(value: object, *, secret: str, limit: int = 200) -> str | None:
     if not isinstance(value, str):
         return None
     if secret:
-        value = value.replace(secret, "[redacted]")
+        # The raw secret and the spellings a server may echo from a form body or a URL.
+        for spelling in {secret, quote_plus(secret, safe=""), quote(secret, safe="")}:
+            value = value.replace(spelling, "[redacted]")
     return _UNPRINTABLE.sub("?", value)[:limit]
 
 
@@ -170,16 +171,15 @@ def _lifetime(expires_in: object, access_token: str, now: float) -> float | None
     """
     if expires_in is None:
         return _jwt_lifetime(access_token, now) or DEFAULT_LIFETIME
-    value: float
+    value: int | float
     if isinstance(expires_in, str) and expires_in.isascii() and expires_in.isdigit():
-        value = float(int(expires_in))
+        value = int(expires_in[:20])  # more digits than that are out of range anyway
     elif isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
-        value = float(expires_in)
+        value = expires_in
     else:
         return None
-    if not math.isfinite(value) or not 0 < value <= MAX_LIFETIME:
-        return None
-    return value
+    # Compared before any float conversion (a 400-digit int overflows one); NaN fails too.
+    return float(value) if 0 < value <= MAX_LIFETIME else None
 
 
 def _jwt_lifetime(access_token: str, now: float) -> float | None:
@@ -194,6 +194,8 @@ def _jwt_lifetime(access_token: str, now: float) -> float | None:
     claims = _json_object(payload) or {}
     exp = claims.get("exp")
     if isinstance(exp, bool) or not isinstance(exp, int | float):
+        return None
+    if not now < exp <= now + MAX_LIFETIME:  # before float(): huge ints overflow it
         return None
     remaining = float(exp) - now
     return remaining if 0 < remaining <= MAX_LIFETIME else None

@@ -124,8 +124,12 @@ async def fetch_json(
 
 async def _fetch(client: httpx.AsyncClient, url: str, timeout: float, limit: int) -> Document:
     headers = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
-    request = client.build_request("GET", url, headers=headers, timeout=timeout)
-    response = await client.send(request, stream=True, follow_redirects=False)
+    # A bare request: a shared client's default auth, headers and cookies are the
+    # service's own and must never reach the identity provider.
+    request = httpx.Request(
+        "GET", url, headers=headers, extensions={"timeout": httpx.Timeout(timeout).as_dict()}
+    )
+    response = await client.send(request, stream=True, follow_redirects=False, auth=None)
     try:
         if response.status_code != 200:
             kind = "a redirect (not followed)" if response.is_redirect else "HTTP status"

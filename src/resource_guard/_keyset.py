@@ -31,6 +31,18 @@ _OKP_CURVES: dict[str, tuple[Callable[[bytes], PublicKey], int]] = {
     "Ed25519": (ed25519.Ed25519PublicKey.from_public_bytes, 32),
     "Ed448": (ed448.Ed448PublicKey.from_public_bytes, 57),
 }
+# ROCA (CVE-2017-15361): moduli from a flawed Infineon key generator are built from powers
+# of 65537, so modulo each of these small primes they fall in the subgroup that 65537
+# generates. A sound modulus passes all of them about 4 times in 10**9.
+_ROCA_SUBGROUPS = tuple(
+    (prime, frozenset(pow(65537, power, prime) for power in range(prime)))
+    for prime in range(3, 168)
+    if all(prime % divisor for divisor in range(2, prime))  # the odd primes up to 167
+)
+
+
+def _has_roca_fingerprint(n: int) -> bool:
+    return all(n % prime in subgroup for prime, subgroup in _ROCA_SUBGROUPS)
 
 
 class UnusableKeyError(ValueError):
@@ -83,14 +95,16 @@ def _public_key(jwk: Mapping[str, Any], kty: str) -> tuple[PublicKey, str | None
         e = int.from_bytes(_b64_member(jwk, "e"), "big")
         if n.bit_length() < MIN_RSA_BITS:
             raise UnusableKeyError(f"RSA key of {n.bit_length()} bits is under {MIN_RSA_BITS}")
+        if _has_roca_fingerprint(n):
+            raise UnusableKeyError("RSA key has the ROCA weakness (CVE-2017-15361)")
         try:
             return rsa.RSAPublicNumbers(e, n).public_key(), None
         except ValueError as exc:
             raise UnusableKeyError("invalid RSA public numbers") from exc
     crv = jwk.get("crv")
     if kty == "EC":
-        if crv not in _EC_CURVES:
-            raise UnusableKeyError(f"unsupported EC curve {crv!r}")
+        if not isinstance(crv, str) or crv not in _EC_CURVES:
+            raise UnusableKeyError(f"unsupported EC curve {crv!r:.40}")
         curve, size = _EC_CURVES[crv]
         x, y = _b64_member(jwk, "x"), _b64_member(jwk, "y")
         if len(x) != size or len(y) != size:
@@ -100,8 +114,8 @@ def _public_key(jwk: Mapping[str, Any], kty: str) -> tuple[PublicKey, str | None
         except ValueError as exc:
             raise UnusableKeyError("EC point is not on the curve") from exc
     if kty == "OKP":
-        if crv not in _OKP_CURVES:
-            raise UnusableKeyError(f"unsupported OKP curve {crv!r} for signatures")
+        if not isinstance(crv, str) or crv not in _OKP_CURVES:
+            raise UnusableKeyError(f"unsupported OKP curve {crv!r:.40} for signatures")
         load, size = _OKP_CURVES[crv]
         x = _b64_member(jwk, "x")
         if len(x) != size:
@@ -124,13 +138,17 @@ def load_key(jwk: object) -> VerificationKey:
         raise UnusableKeyError("'kid' is not a string")
     use = jwk.get("use")
     if use is not None and use != "sig":
-        raise UnusableKeyError(f"'use' is {use!r}, not 'sig'")
+        raise UnusableKeyError(f"'use' is {use!r:.40}, not 'sig'")
     key_ops = jwk.get("key_ops")
     if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
         raise UnusableKeyError("'key_ops' does not allow 'verify'")
     alg = jwk.get("alg")
-    if alg is not None and (alg not in ALGORITHMS or ALGORITHMS[alg].kty != kty):
-        raise UnusableKeyError(f"'alg' {alg!r} is not a signature algorithm for {kty!r} keys")
+    if alg is not None and (
+        not isinstance(alg, str) or alg not in ALGORITHMS or ALGORITHMS[alg].kty != kty
+    ):
+        raise UnusableKeyError(
+            f"'alg' {alg!r:.40} is not a signature algorithm for {kty!r:.40} keys"
+        )
     if _PRIVATE_MEMBERS.intersection(jwk):
         raise UnusableKeyError("the JWK contains private key material")
     key, crv = _public_key(jwk, kty)
@@ -142,10 +160,14 @@ def load_key(jwk: object) -> VerificationKey:
 class KeySet:
     """An immutable set of verification keys with selection by ``kid`` and ``alg``."""
 
-    __slots__ = ("_by_kid", "keys")
+    __slots__ = ("_by_kid", "keys", "skipped")
 
-    def __init__(self, keys: Iterable[VerificationKey] = ()) -> None:
+    def __init__(
+        self, keys: Iterable[VerificationKey] = (), skipped: frozenset[str] = frozenset()
+    ) -> None:
         self.keys: tuple[VerificationKey, ...] = tuple(keys)
+        self.skipped = skipped
+        """Identities of the unusable JWKs left out, so a refresh warns about new ones only."""
         self._by_kid: dict[str, list[VerificationKey]] = {}
         for key in self.keys:
             if key.kid is not None:
@@ -161,16 +183,21 @@ class KeySet:
         if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
             raise ValueError("the JWKS is not a JSON object with a 'keys' list")
         known = {key.fingerprint: key for key in previous.keys} if previous else {}
+        already_skipped = previous.skipped if previous else frozenset()
         keys: list[VerificationKey] = []
+        skipped: set[str] = set()
         for index, jwk in enumerate(document["keys"]):
             try:
                 loaded = load_key(jwk)
             except UnusableKeyError as exc:
+                identity = hashlib.sha256(repr(jwk).encode()).hexdigest()
+                skipped.add(identity)
                 kid = jwk.get("kid") if isinstance(jwk, Mapping) else None
-                logger.warning("skipping JWKS key #%d (kid=%.64r): %s", index, kid, exc)
+                level = logging.DEBUG if identity in already_skipped else logging.WARNING
+                logger.log(level, "skipping JWKS key #%d (kid=%.64r): %s", index, kid, exc)
                 continue
             keys.append(known.get(loaded.fingerprint, loaded))
-        return cls(keys)
+        return cls(keys, frozenset(skipped))
 
     def revoke_missing_from(self, successor: KeySet) -> list[VerificationKey]:
         """Mark every key of this set that ``successor`` does not hold as revoked."""

@@ -244,7 +244,12 @@ class TokenVerifier:
         """
         cache = self._cache
         digest = b""
-        if cache is not None and isinstance(token, str) and token.isascii():
+        if (
+            cache is not None
+            and isinstance(token, str)
+            and len(token) <= self._parser.max_length
+            and token.isascii()
+        ):
             digest = hashlib.sha256(token.encode("ascii")).digest()
             entry = cache.get(digest)
             if entry is not None:

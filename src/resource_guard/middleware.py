@@ -21,7 +21,15 @@ from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedU
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._bearer import BearerReplies, BearerRequestError, Reply, extract_token
+from ._bearer import (
+    TWO_METHODS,
+    BearerReplies,
+    BearerRequestError,
+    Reply,
+    extract_token,
+    has_access_token_parameter,
+    may_carry_form_token,
+)
 from ._models import AccessToken
 from .exceptions import InvalidTokenError, KeysUnavailableError
 
@@ -157,6 +165,36 @@ async def send_reply(scope: Scope, receive: Receive, send: Send, reply: Reply) -
         await send({"type": "websocket.close", "code": POLICY_VIOLATION, "reason": ""})
 
 
+FORM_SCAN_LIMIT = 64 * 1024
+"""Form bodies up to this size are read to refuse a second ``access_token``; larger ones
+stream on unchecked (buffering them whole would let any client make us hold them)."""
+
+
+async def _buffer_body(receive: Receive, limit: int) -> tuple[bytes | None, Receive]:
+    """Read the request body up to ``limit`` bytes; return it (None when it is larger or
+    the client left) and a ``receive`` that replays what was read, then goes on reading."""
+    pending: list[Message] = []
+    chunks: list[bytes] = []
+    size = 0
+    complete = False
+    while size <= limit:
+        message = await receive()
+        pending.append(message)
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            complete = size <= limit
+            break
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return (b"".join(chunks) if complete else None), replay
+
+
 def _route_path(scope: Scope) -> str:
     """The path the app routes on: ``path`` without the ``root_path`` prefix."""
     path: str = scope["path"]
@@ -270,6 +308,12 @@ class BearerAuthMiddleware:
             else:
                 await send_reply(scope, receive, send, replies.missing)
             return
+
+        if kind == "http" and may_carry_form_token(scope["method"], scope["headers"]):
+            body, receive = await _buffer_body(receive, FORM_SCAN_LIMIT)
+            if body is not None and has_access_token_parameter(body):
+                await send_reply(scope, receive, send, replies.invalid_request(TWO_METHODS))
+                return
 
         try:
             token = await self.verifier.verify(raw)
