@@ -129,12 +129,9 @@ def cases(issuer: FakeIssuer) -> list[Case]:
 
 
 def explain(response: httpx.Response) -> str:
-    challenge = response.headers.get("WWW-Authenticate")
-    if challenge:
-        return challenge
-    if response.status_code < 300:
-        return response.text[:60]
-    return response.text[:80]
+    """The challenge of a refusal, else the start of the body."""
+    challenge: str = response.headers.get("WWW-Authenticate", "")
+    return challenge or response.text[:60]
 
 
 def main() -> int:

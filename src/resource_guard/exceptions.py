@@ -108,6 +108,7 @@ class InvalidTokenTypeError(InvalidTokenError):
     """The header ``typ`` names something other than an access token."""
 
     code = "invalid_token_type"
+    public_description = "the token is not an access token (header 'typ')"
 
 
 class InvalidClaimError(InvalidTokenError):

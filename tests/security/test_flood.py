@@ -1,0 +1,163 @@
+"""A flood of tokens with random unknown kids, over a real loopback issuer.
+
+An attacker who sends tokens naming keys that do not exist must not be able to turn the
+resource server against its identity provider (at most one JWKS request per cooldown) nor
+slow down legitimate callers (the event loop keeps ticking; valid tokens keep their
+latency). The bounds asserted are generous on purpose (a shared 2-core machine): this is a
+guard against blocking and amplification, not a benchmark. Run with ``-s`` to see numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from resource_guard import TokenVerifier
+from resource_guard.testing import FakeIssuer, SigningKey, generate_key
+
+from ._harness import AUDIENCE, Guarded, asgi_call, b64url, json_bytes
+
+pytestmark = pytest.mark.slow
+
+FLOOD = 10_000
+WORKERS = 50
+COOLDOWN = 0.25  # seconds; short so that a flood of about a second spans several cooldowns
+MAX_LAG = 0.25
+MAX_LATENCY = 0.25
+
+
+@pytest.fixture(scope="module")
+def key() -> SigningKey:
+    return generate_key("ES256")
+
+
+@pytest.fixture(scope="module")
+def idp(key: SigningKey) -> Iterator[FakeIssuer]:
+    fake = FakeIssuer(audience=AUDIENCE)
+    fake.add_key(key, make_current=True)
+    with fake.serve():
+        yield fake
+
+
+@pytest.fixture
+async def app(idp: FakeIssuer, idp_client: httpx.AsyncClient) -> AsyncIterator[Guarded]:
+    verifier = TokenVerifier(idp.issuer, AUDIENCE, cooldown=COOLDOWN, http_client=idp_client)
+    await verifier.start()
+    guarded = Guarded(verifier, idp)
+    yield guarded
+    await guarded.aclose()
+    await verifier.aclose()
+
+
+def bearer(token: str) -> list[tuple[bytes, bytes]]:
+    return [(b"authorization", b"Bearer " + token.encode())]
+
+
+def random_kid_tokens(issuer: str, count: int) -> list[str]:
+    """Well-formed ES256 tokens naming a random kid each, with a random signature."""
+    payload = b64url(json_bytes({"iss": issuer, "aud": AUDIENCE, "exp": 4_000_000_000}))
+    return [
+        f"{b64url(json_bytes({'alg': 'ES256', 'kid': b64url(os.urandom(16))}))}"
+        f".{payload}.{b64url(os.urandom(64))}"
+        for _ in range(count)
+    ]
+
+
+async def tick(stop: asyncio.Event, lags: list[float], period: float = 0.005) -> None:
+    """How late the event loop wakes a sleeper: its lag, measured every ``period``."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        started = loop.time()
+        await asyncio.sleep(period)
+        lags.append(loop.time() - started - period)
+
+
+async def valid_traffic(
+    app: Guarded, tokens: list[str], stop: asyncio.Event, latencies: list[float]
+) -> list[int]:
+    """A legitimate client: one new valid token every 5 ms until ``stop``."""
+    statuses: list[int] = []
+    for token in tokens:
+        if stop.is_set():
+            break
+        started = time.perf_counter()
+        status, _, _ = await asgi_call(app.app, bearer(token))
+        latencies.append(time.perf_counter() - started)
+        statuses.append(status)
+        await asyncio.sleep(0.005)
+    return statuses
+
+
+async def flood(app: Guarded, tokens: list[str]) -> list[int]:
+    queue = iter(tokens)
+    statuses: list[int] = []
+
+    async def worker() -> None:
+        for token in queue:
+            await asyncio.sleep(0)  # each request arrives by I/O, as it would from a socket
+            status, _, _ = await asgi_call(app.app, bearer(token))
+            statuses.append(status)
+
+    await asyncio.gather(*(worker() for _ in range(WORKERS)))
+    return statuses
+
+
+async def test_a_flood_of_random_kids_costs_one_fetch_per_cooldown_and_blocks_nobody(
+    app: Guarded, idp: FakeIssuer, key: SigningKey
+) -> None:
+    attack = random_kid_tokens(idp.issuer, FLOOD)
+    legit = [idp.mint(subject=f"user-{n}", key=key) for n in range(2_000)]
+    stop = asyncio.Event()
+    lags: list[float] = []
+    latencies: list[float] = []
+    fetches_before = idp.counts["jwks"]
+
+    ticker = asyncio.create_task(tick(stop, lags))
+    client = asyncio.create_task(valid_traffic(app, legit, stop, latencies))
+    started = time.perf_counter()
+    flooded = await flood(app, attack)
+    duration = time.perf_counter() - started
+    stop.set()
+    served = await client
+    await ticker
+
+    fetches = idp.counts["jwks"] - fetches_before
+    print(
+        f"\nflood: {FLOOD} requests in {duration:.2f} s, {fetches} JWKS fetches "
+        f"(bound {duration / COOLDOWN + 1:.1f}); valid: {len(served)} requests, latency "
+        f"median {statistics.median(latencies) * 1000:.2f} ms, max {max(latencies) * 1000:.1f} ms;"
+        f" event-loop lag max {max(lags) * 1000:.1f} ms over {len(lags)} ticks"
+    )
+    assert flooded == [401] * FLOOD
+    assert served
+    assert set(served) == {200}
+    assert 1 <= fetches <= duration / COOLDOWN + 1
+    assert max(lags) < MAX_LAG
+    assert max(latencies) < MAX_LATENCY
+    # Nothing of the flood is remembered: no per-kid state, no cache entries for refusals.
+    verifier = app.verifier
+    assert verifier._parser._headers.__len__() <= 256
+    assert verifier._cache is not None
+    assert len(verifier._cache) <= len(served)
+    assert verifier.key_source.keys is not None
+    assert len(verifier.key_source.keys) == 1
+
+
+async def test_inside_the_cooldown_an_unknown_kid_is_refused_at_once(
+    app: Guarded, idp: FakeIssuer
+) -> None:
+    """A burst arriving while a refetch was just made never waits for the IdP."""
+    tokens = random_kid_tokens(idp.issuer, 1_001)
+    assert (await asgi_call(app.app, bearer(tokens[0])))[0] == 401  # triggers the refetch
+    fetches = idp.counts["jwks"]
+    started = time.perf_counter()
+    statuses = await asyncio.gather(*(asgi_call(app.app, bearer(t)) for t in tokens[1:]))
+    elapsed = time.perf_counter() - started
+    assert {status for status, _, _ in statuses} == {401}
+    assert idp.counts["jwks"] - fetches <= elapsed / COOLDOWN + 1
