@@ -199,3 +199,12 @@ def test_a_failing_scope_mapper_refuses_the_token(caplog: pytest.LogCaptureFixtu
     with pytest.raises(InvalidClaimError, match="scope_mapper"):
         ScopeRules(mapper=broken).extract({"sub": "u"})
     assert "KeyError" in caplog.text
+
+
+def test_unusual_but_valid_claims_pass_the_careful_path() -> None:
+    """An int subclass for exp (JSON never makes one, a mapping may) is judged one by one."""
+
+    class Seconds(int):
+        pass
+
+    assert RULES.check(claims(exp=Seconds(int(NOW) + 60)), NOW) == (NOW + 60, None)

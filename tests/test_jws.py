@@ -140,3 +140,17 @@ def test_b64url_decodes_canonical_input(encoded: str, decoded: bytes) -> None:
 def test_b64url_refuses_other_spellings(encoded: str) -> None:
     with pytest.raises(ValueError, match="base64url"):
         b64url_decode(encoded)
+
+
+def test_json_with_surrounding_whitespace_is_accepted() -> None:
+    payload = b64url(b' {"sub": "u"} ')
+    token = f"{segment(HEADER)}.{payload}.AAAA"
+    assert TokenParser(max_length=4096).parse(token).payload == {"sub": "u"}
+
+
+@pytest.mark.parametrize(
+    "raw", [b'{"sub": "u"} {}', b'{"sub": "u"}x', b""], ids=["two", "junk", "empty"]
+)
+def test_data_after_the_json_value_is_refused(raw: bytes) -> None:
+    with pytest.raises(MalformedTokenError):
+        parse(f"{segment(HEADER)}.{b64url(raw)}.AAAA")

@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,22 +15,28 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Self
 
 import httpx
-from cachetools import LRUCache
 
 from . import _options as opt
 from ._algorithms import ALGORITHMS, DEFAULT_ALGORITHMS
 from ._claims import RFC9068_CLAIMS, ClaimRules, ScopeMapper, ScopeRules
 from ._fetch import check_url
 from ._jwks import RemoteKeySource
-from ._jws import TokenParser
-from ._keyset import VerificationKey
-from ._models import AccessToken
-from .exceptions import InvalidSignatureError, InvalidTokenError, UnsupportedAlgorithmError
+from ._jws import Header, TokenParser
+from ._keyset import KeySet, VerificationKey
+from ._models import AccessToken, verified_token
+from .exceptions import (
+    InvalidSignatureError,
+    InvalidTokenError,
+    UnknownKeyError,
+    UnsupportedAlgorithmError,
+)
 
 logger = logging.getLogger("resource_guard.verifier")
+_sha256 = hashlib.sha256
 
 DEFAULT_MAX_TOKEN_BYTES = 16 * 1024
 DEFAULT_CACHE_SIZE = 4096
+_SELECTED_LIMIT = 1024  # (kid, alg) pairs remembered per key set
 
 
 @dataclass(slots=True)
@@ -40,6 +47,23 @@ class _Verified:
     key: VerificationKey
     not_before: float
     not_after: float
+
+
+class _TokenCache(OrderedDict[bytes, _Verified]):
+    """The verified-token cache, keyed by the token's SHA-256: bounded, least recently
+    used entries go first. An OrderedDict keeps lookups, reordering and eviction in C."""
+
+    __slots__ = ("maxsize",)
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__()
+        self.maxsize = maxsize
+
+    def put(self, digest: bytes, entry: _Verified) -> None:
+        """Remember ``entry``; evict the least recently used entry beyond ``maxsize``."""
+        self[digest] = entry
+        if len(self) > self.maxsize:
+            self.popitem(last=False)
 
 
 def _check_algorithms(value: object) -> frozenset[str]:
@@ -148,7 +172,11 @@ class TokenVerifier:
             opt.count("max_token_bytes", max_token_bytes, low=256, high=1024 * 1024)
         )
         size = opt.count("cache_size", cache_size, low=0, high=10_000_000)
-        self._cache: LRUCache[bytes, _Verified] | None = LRUCache(size) if size else None
+        self._cache = _TokenCache(size) if size else None
+        # Key selections of the installed key set; a new key set (refresh, rotation,
+        # revocation) starts afresh, so a selection never outlives its set.
+        self._selected_from: KeySet | None = None
+        self._selected: dict[tuple[str | None, str], VerificationKey] = {}
         self._keys = RemoteKeySource(
             issuer=issuer,
             jwks_uri=jwks_uri,
@@ -250,7 +278,7 @@ class TokenVerifier:
             and len(token) <= self._parser.max_length
             and token.isascii()
         ):
-            digest = hashlib.sha256(token.encode("ascii")).digest()
+            digest = _sha256(token.encode("ascii")).digest()
             entry = cache.get(digest)
             if entry is not None:
                 now = self._clock()
@@ -260,45 +288,78 @@ class TokenVerifier:
                     and now <= keys.usable_until
                     and not entry.key.revoked
                 ):
+                    cache.move_to_end(digest)
                     if now >= keys.refresh_due:
                         keys.refresh_if_due(now)
                     return entry.token
                 del cache[digest]  # verify afresh: the full path names the precise error
         try:
-            return await self._verify(token, digest)
+            header, payload, signing_input, signature = self._parser.parts(token)
+            alg = header.alg
+            if alg not in self._algorithms:
+                raise UnsupportedAlgorithmError(f"algorithm {alg!r:.40} is not allowed")
+            key = self._current_key(header.kid, alg) or await self._keys.get_key(header.kid, alg)
+            return self._accept(key, header, payload, signing_input, signature, digest)
         except InvalidTokenError as exc:
             logger.debug("token refused (%s): %s", exc.code, exc.message)
             raise
 
-    async def _verify(self, token: str, digest: bytes) -> AccessToken:
-        parsed = self._parser.parse(token)
-        header = parsed.header
-        if header.alg not in self._algorithms:
-            raise UnsupportedAlgorithmError(f"algorithm {header.alg!r:.40} is not allowed")
-        key = await self._keys.get_key(header.kid, header.alg)
-        if not key.verify(header.alg, parsed.signing_input, parsed.signature):
+    def _current_key(self, kid: str | None, alg: str) -> VerificationKey | None:
+        """The key when the installed key set has it and is usable: the key source's common
+        case without its coroutine; None leaves every other case to ``get_key``."""
+        source = self._keys
+        keys = source.keys
+        now = self._clock()
+        if keys is None or now > source.usable_until:
+            return None
+        if keys is not self._selected_from:
+            self._selected_from, self._selected = keys, {}
+        key = self._selected.get((kid, alg))
+        if key is None:
+            try:
+                key = keys.select(kid, alg)
+            except UnknownKeyError:
+                return None
+            if len(self._selected) < _SELECTED_LIMIT:
+                self._selected[kid, alg] = key
+        if now >= source.refresh_due:
+            source.refresh_if_due(now)
+        return key
+
+    def _accept(
+        self,
+        key: VerificationKey,
+        header: Header,
+        payload: dict[str, Any],
+        signing_input: bytes,
+        signature: bytes,
+        digest: bytes,
+    ) -> AccessToken:
+        """Signature, then ``typ`` and claims; build the AccessToken and cache it."""
+        alg = header.alg
+        if not key.verify(alg, signing_input, signature):
             raise InvalidSignatureError(f"bad signature for kid={header.kid!r:.66}")
         self._claims.check_type(header.typ)
-        payload = parsed.payload
-        now = self._clock()
-        exp, nbf = self._claims.check(payload, now)
-        scopes = self._scopes.extract(payload)
-        client_id = payload.get("client_id") or payload.get("azp") or payload.get("cid")
-        access_token = AccessToken(
-            claims=MappingProxyType(payload),
-            scopes=scopes,
-            expires_at=datetime.fromtimestamp(exp, UTC),
-            subject=payload.get("sub"),
-            client_id=client_id,
-            issuer=self._issuer,
-            key_id=key.kid,
+        exp, nbf = self._claims.check(payload, self._clock())
+        get = payload.get
+        access_token = verified_token(
+            MappingProxyType(payload),  # claims
+            self._scopes.extract(payload),  # scopes
+            datetime.fromtimestamp(exp, UTC),  # expires_at
+            get("sub"),  # subject
+            get("client_id") or get("azp") or get("cid"),  # client_id
+            self._issuer,  # issuer
+            key.kid,  # key_id
         )
         if self._cache is not None and digest:
-            self._cache[digest] = _Verified(
-                access_token,
-                key,
-                -math.inf if nbf is None else nbf - self._leeway,
-                exp + self._leeway,
+            self._cache.put(
+                digest,
+                _Verified(
+                    access_token,
+                    key,
+                    -math.inf if nbf is None else nbf - self._leeway,
+                    exp + self._leeway,
+                ),
             )
         return access_token
 
