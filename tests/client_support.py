@@ -18,6 +18,8 @@ from urllib.parse import parse_qsl
 
 import httpx
 
+from resource_guard.client import ClientCredentialsAuth
+
 TOKEN_URL = "https://idp.test/token"
 ISSUER = "https://idp.test"
 API = "https://api.test/orders"
@@ -25,6 +27,30 @@ CLIENT_ID = "orders-worker"
 SECRET = "s3cr3t-V@lue+/:x"
 
 Reply = httpx.Response | Callable[[httpx.Request], httpx.Response]
+
+
+def make_auth(
+    server: TokenServer, clock: Callable[[], float], **options: Any
+) -> ClientCredentialsAuth:
+    """A ClientCredentialsAuth talking to ``server`` (sync and async), no retry delay.
+
+    ``options`` win; passing ``issuer=`` drops the default ``token_url``.
+    """
+    settings: dict[str, Any] = {
+        "token_url": TOKEN_URL,
+        "client_id": CLIENT_ID,
+        "client_secret": SECRET,
+        "clock": clock,
+        "retry_backoff": 0.0,
+        "http_client": (
+            httpx.Client(transport=server.transport()),
+            httpx.AsyncClient(transport=server.async_transport()),
+        ),
+    }
+    settings.update(options)
+    if "issuer" in options:
+        del settings["token_url"]
+    return ClientCredentialsAuth(**settings)
 
 
 def _is_token_endpoint(request: httpx.Request) -> bool:

@@ -22,6 +22,7 @@ from tests.client_support import (
     StreamingTransport,
     TokenServer,
     json_reply,
+    make_auth,
 )
 from tests.helpers import FakeClock
 
@@ -40,22 +41,6 @@ def clock() -> FakeClock:
 def mode(request: pytest.FixtureRequest) -> str:
     """Run the test through httpx.Client and through httpx.AsyncClient."""
     return str(request.param)
-
-
-def make_auth(server: TokenServer, clock: FakeClock, **options: Any) -> ClientCredentialsAuth:
-    settings: dict[str, Any] = {
-        "token_url": TOKEN_URL,
-        "client_id": CLIENT_ID,
-        "client_secret": SECRET,
-        "clock": clock,
-        "retry_backoff": 0.0,
-        "http_client": (
-            httpx.Client(transport=server.transport()),
-            httpx.AsyncClient(transport=server.async_transport()),
-        ),
-    }
-    settings.update(options)
-    return ClientCredentialsAuth(**settings)
 
 
 def send_sync(

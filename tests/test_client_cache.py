@@ -18,7 +18,8 @@ from resource_guard._client_cache import DiskCache
 from resource_guard._client_token import Token
 from resource_guard.client import ClientCredentialsAuth
 from resource_guard.exceptions import TokenRequestError
-from tests.client_support import API, CLIENT_ID, SECRET, TOKEN_URL, TokenServer, json_reply
+from tests import client_support
+from tests.client_support import API, CLIENT_ID, SECRET, TokenServer, json_reply
 from tests.helpers import FakeClock
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -42,20 +43,7 @@ def cache_dir(tmp_path: Path) -> Path:
 def make_auth(
     server: TokenServer, clock: FakeClock, cache_dir: Path, **options: Any
 ) -> ClientCredentialsAuth:
-    settings: dict[str, Any] = {
-        "token_url": TOKEN_URL,
-        "client_id": CLIENT_ID,
-        "client_secret": SECRET,
-        "clock": clock,
-        "cache_dir": cache_dir,
-        "retry_backoff": 0.0,
-        "http_client": (
-            httpx.Client(transport=server.transport()),
-            httpx.AsyncClient(transport=server.async_transport()),
-        ),
-    }
-    settings.update(options)
-    return ClientCredentialsAuth(**settings)
+    return client_support.make_auth(server, clock, cache_dir=cache_dir, **options)
 
 
 def send_sync(auth: ClientCredentialsAuth, server: TokenServer) -> httpx.Response:

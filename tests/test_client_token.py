@@ -17,7 +17,15 @@ import pytest
 from resource_guard._client_token import safe_text
 from resource_guard.client import ClientCredentialsAuth
 from resource_guard.exceptions import TokenRequestError
-from tests.client_support import CLIENT_ID, ISSUER, SECRET, TOKEN_URL, TokenServer, json_reply
+from tests.client_support import (
+    CLIENT_ID,
+    ISSUER,
+    SECRET,
+    TOKEN_URL,
+    TokenServer,
+    json_reply,
+    make_auth,
+)
 from tests.helpers import FakeClock
 
 
@@ -34,24 +42,6 @@ def clock() -> FakeClock:
 @pytest.fixture(params=["sync", "async"])
 def mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-def make_auth(server: TokenServer, clock: FakeClock, **options: Any) -> ClientCredentialsAuth:
-    settings: dict[str, Any] = {
-        "token_url": TOKEN_URL,
-        "client_id": CLIENT_ID,
-        "client_secret": SECRET,
-        "clock": clock,
-        "retry_backoff": 0.0,
-        "http_client": (
-            httpx.Client(transport=server.transport()),
-            httpx.AsyncClient(transport=server.async_transport()),
-        ),
-    }
-    settings.update(options)
-    if "issuer" in options:
-        del settings["token_url"]
-    return ClientCredentialsAuth(**settings)
 
 
 async def fetch(mode: str, auth: ClientCredentialsAuth) -> str:
