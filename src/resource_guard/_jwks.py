@@ -146,18 +146,33 @@ class RemoteKeySource:
 
         Raises UnknownKeyError, or KeysUnavailableError when no usable key set can be had.
         """
+        key = self.current_key(kid, alg)
+        if key is not None:
+            return key
         now = self._clock()
         keys = self.keys
         if keys is None or now > self.usable_until:
             return await self._select_after_fetch(kid, alg, now)
         try:
-            key = keys.select(kid, alg)
+            return keys.select(kid, alg)  # raises UnknownKeyError: current_key found none
         except UnknownKeyError:
             if self._inflight is None and (
                 now < self._last_attempt + self._cooldown or now < self._retry_at
             ):
                 raise  # inside the cooldown: refuse at once, no queueing, no fetch
             return await self._select_after_fetch(kid, alg, now)
+
+    def current_key(self, kid: str | None, alg: str) -> VerificationKey | None:
+        """The key when usable cached keys hold it, without waiting (the common case);
+        None when :meth:`get_key` must decide (no usable keys, an unknown kid)."""
+        now = self._clock()
+        keys = self.keys
+        if keys is None or now > self.usable_until:
+            return None
+        try:
+            key = keys.select(kid, alg)
+        except UnknownKeyError:
+            return None
         if now >= self.refresh_due:
             self.refresh_if_due(now)
         return key

@@ -21,6 +21,7 @@ from .exceptions import UnknownKeyError
 logger = logging.getLogger("resource_guard.keys")
 
 MIN_RSA_BITS = 2048
+_SELECTIONS_REMEMBERED = 1024
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth"})
 _EC_CURVES: dict[str, tuple[ec.EllipticCurve, int]] = {
     "P-256": (ec.SECP256R1(), 32),
@@ -160,7 +161,7 @@ def load_key(jwk: object) -> VerificationKey:
 class KeySet:
     """An immutable set of verification keys with selection by ``kid`` and ``alg``."""
 
-    __slots__ = ("_by_kid", "keys", "skipped")
+    __slots__ = ("_by_kid", "_selected", "keys", "skipped")
 
     def __init__(
         self, keys: Iterable[VerificationKey] = (), skipped: frozenset[str] = frozenset()
@@ -169,6 +170,7 @@ class KeySet:
         self.skipped = skipped
         """Identities of the unusable JWKs left out, so a refresh warns about new ones only."""
         self._by_kid: dict[str, list[VerificationKey]] = {}
+        self._selected: dict[tuple[str | None, str], VerificationKey] = {}
         for key in self.keys:
             if key.kid is not None:
                 self._by_kid.setdefault(key.kid, []).append(key)
@@ -214,8 +216,17 @@ class KeySet:
         """The one key that may verify a token with this ``kid`` and ``alg``.
 
         A token without ``kid`` is accepted only when exactly one key fits its algorithm.
-        Raises UnknownKeyError otherwise.
+        Raises UnknownKeyError otherwise. Successful selections are remembered (the set
+        never changes; a refresh builds a new one), up to a bound.
         """
+        key = self._selected.get((kid, alg))
+        if key is None:
+            key = self._select(kid, alg)
+            if len(self._selected) < _SELECTIONS_REMEMBERED:
+                self._selected[kid, alg] = key
+        return key
+
+    def _select(self, kid: str | None, alg: str) -> VerificationKey:
         if kid is not None:
             for key in self._by_kid.get(kid, ()):
                 if key.fits(alg):

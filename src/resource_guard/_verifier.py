@@ -22,12 +22,11 @@ from ._claims import RFC9068_CLAIMS, ClaimRules, ScopeMapper, ScopeRules
 from ._fetch import check_url
 from ._jwks import RemoteKeySource
 from ._jws import Header, TokenParser
-from ._keyset import KeySet, VerificationKey
+from ._keyset import VerificationKey
 from ._models import AccessToken, verified_token
 from .exceptions import (
     InvalidSignatureError,
     InvalidTokenError,
-    UnknownKeyError,
     UnsupportedAlgorithmError,
 )
 
@@ -36,7 +35,6 @@ _sha256 = hashlib.sha256
 
 DEFAULT_MAX_TOKEN_BYTES = 16 * 1024
 DEFAULT_CACHE_SIZE = 4096
-_SELECTED_LIMIT = 1024  # (kid, alg) pairs remembered per key set
 
 
 @dataclass(slots=True)
@@ -173,10 +171,6 @@ class TokenVerifier:
         )
         size = opt.count("cache_size", cache_size, low=0, high=10_000_000)
         self._cache = _TokenCache(size) if size else None
-        # Key selections of the installed key set; a new key set (refresh, rotation,
-        # revocation) starts afresh, so a selection never outlives its set.
-        self._selected_from: KeySet | None = None
-        self._selected: dict[tuple[str | None, str], VerificationKey] = {}
         self._keys = RemoteKeySource(
             issuer=issuer,
             jwks_uri=jwks_uri,
@@ -298,33 +292,12 @@ class TokenVerifier:
             alg = header.alg
             if alg not in self._algorithms:
                 raise UnsupportedAlgorithmError(f"algorithm {alg!r:.40} is not allowed")
-            key = self._current_key(header.kid, alg) or await self._keys.get_key(header.kid, alg)
+            keys = self._keys
+            key = keys.current_key(header.kid, alg) or await keys.get_key(header.kid, alg)
             return self._accept(key, header, payload, signing_input, signature, digest)
         except InvalidTokenError as exc:
             logger.debug("token refused (%s): %s", exc.code, exc.message)
             raise
-
-    def _current_key(self, kid: str | None, alg: str) -> VerificationKey | None:
-        """The key when the installed key set has it and is usable: the key source's common
-        case without its coroutine; None leaves every other case to ``get_key``."""
-        source = self._keys
-        keys = source.keys
-        now = self._clock()
-        if keys is None or now > source.usable_until:
-            return None
-        if keys is not self._selected_from:
-            self._selected_from, self._selected = keys, {}
-        key = self._selected.get((kid, alg))
-        if key is None:
-            try:
-                key = keys.select(kid, alg)
-            except UnknownKeyError:
-                return None
-            if len(self._selected) < _SELECTED_LIMIT:
-                self._selected[kid, alg] = key
-        if now >= source.refresh_due:
-            source.refresh_if_due(now)
-        return key
 
     def _accept(
         self,
