@@ -20,6 +20,7 @@ from resource_guard._bearer import (
     extract_token,
     has_access_token_parameter,
     parse_authorization,
+    quick_token,
 )
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln"
@@ -376,3 +377,35 @@ def test_bad_scope_names_are_refused(scope: str) -> None:
 def test_non_string_scope_is_refused() -> None:
     with pytest.raises(TypeError, match="scopes must be strings"):
         check_scope_names([b"a"])
+
+
+# -- the unchecked look-up key for tokens verified before --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        (auth(b"Bearer " + TOKEN.encode()), TOKEN),
+        ([(b"Authorization", b"Bearer " + TOKEN.encode())], TOKEN),
+        (auth(b"Bearer  " + TOKEN.encode()), " " + TOKEN),  # the look-up simply misses
+        (auth(b"Bearer caf\xe9"), "caf\xe9"),  # never ASCII, so never a cache hit
+        (auth(b"bearer " + TOKEN.encode()), None),
+        (auth(b"Basic eDp5"), None),
+        ([(b"host", b"api.test")], None),
+        ([*auth(b"Bearer a"), (b"authorization", b"Bearer a")], None),
+    ],
+    ids=[
+        "canonical",
+        "capitalized-name",
+        "two-spaces",
+        "latin-1",
+        "other-case",
+        "basic",
+        "no-header",
+        "two-headers",
+    ],
+)
+def test_quick_token_is_only_a_lookup_key(
+    headers: list[tuple[bytes, bytes]], expected: str | None
+) -> None:
+    assert quick_token(headers) == expected

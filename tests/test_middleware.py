@@ -26,7 +26,7 @@ from starlette.websockets import WebSocket
 
 from resource_guard import AccessToken, KeysUnavailableError, TokenVerifier
 from resource_guard.middleware import BearerAuthMiddleware, TokenUser, get_access_token
-from resource_guard.testing import FakeIssuer, generate_key
+from resource_guard.testing import FakeClock, FakeIssuer, generate_key
 
 from .asgi_client import Result, call, lifespan, websocket
 
@@ -261,6 +261,55 @@ async def test_malformed_request_is_refused_even_in_anonymous_mode(
     assert_refusal(await call(app, headers=headers), 400, "invalid_request")
 
 
+# -- a token verified before meets every request rule again -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "query"),
+    [
+        (lambda value: [(b"authorization", value), (b"authorization", value)], b""),
+        (lambda value: [(b"authorization", value), (b"authorization", b"Basic eDp5")], b""),
+        (lambda value: [(b"authorization", value)], b"access_token=abc"),
+        (lambda value: [(b"authorization", value)], b"access%5Ftoken=abc"),
+    ],
+    ids=["the-same-header-twice", "bearer-and-basic", "query-too", "query-encoded"],
+)
+async def test_a_cached_token_is_still_refused_in_a_malformed_request(
+    app: Starlette, fake: FakeIssuer, headers: Any, query: bytes
+) -> None:
+    value = b"Bearer " + fake.mint().encode()
+    assert (await call(app, headers=[(b"authorization", value)])).status == 200
+    assert_refusal(await call(app, headers=headers(value), query=query), 400, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [b"bearer %s", b"Bearer   %s", b"Bearer %s  ", b"\tBearer %s"],
+    ids=["lower-case", "many-spaces", "trailing-space", "leading-tab"],
+)
+async def test_a_cached_token_is_accepted_in_every_valid_spelling(
+    app: Starlette, fake: FakeIssuer, spelling: bytes
+) -> None:
+    token = fake.mint("carol").encode()
+    assert (await call(app, headers=bearer(token.decode()))).status == 200
+    result = await call(app, headers=[(b"authorization", spelling % token)])
+    assert result.status == 200
+    assert result.json()["subject"] == "carol"
+
+
+async def test_a_cached_token_expires_like_any_other(fake: FakeIssuer) -> None:
+    clock = FakeClock()
+    async with fake.async_client() as client:
+        verifier = TokenVerifier(fake.issuer, AUDIENCE, http_client=client, clock=clock)
+        app = protect(verifier)
+        token = fake.mint(expires_in=60)
+        assert (await call(app, headers=bearer(token))).status == 200
+        clock.advance(60 + 30 + 1)
+        result = await call(app, headers=bearer(token))
+    assert_refusal(result, 401, "invalid_token")
+    assert result.json()["error_description"] == "the token expired"
+
+
 # -- 401: invalid_token --------------------------------------------------------------------
 
 OTHER_KEY = generate_key("ES256")
@@ -461,6 +510,7 @@ async def test_public_paths_match_below_the_root_path(app: Starlette) -> None:
     assert (await call(app, path="/api/orders", root_path="/api")).status == 401
     assert (await call(app, path="/apihealth", root_path="/api")).status == 401
     assert (await call(app, path="/api", root_path="/api")).status == 401
+    assert (await call(app, path="/health", root_path="/api")).status == 200  # not below it
 
 
 @pytest.mark.parametrize(
@@ -804,6 +854,56 @@ async def test_header_token_plus_form_token_is_400(
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_request"
     assert "abc" not in response.text
+
+
+async def test_a_cached_token_plus_form_token_is_still_400(
+    verifier: TokenVerifier, fake: FakeIssuer
+) -> None:
+    headers = {**FORM, "Authorization": f"Bearer {fake.mint()}"}
+    app = form_app(verifier)
+    assert (await post(app, headers, b"item=tea")).status_code == 200
+    response = await post(app, headers, b"item=tea&access_token=abc")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
+async def test_a_client_leaving_during_the_form_scan_reaches_the_app_as_a_disconnect(
+    verifier: TokenVerifier, fake: FakeIssuer
+) -> None:
+    """The scan stops at the disconnect; the app then receives it (replayed), as without us."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/orders",
+        "raw_path": b"/orders",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"api.test"),
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"authorization", b"Bearer " + fake.mint("dave").encode()),
+        ],
+    }
+    seen: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        seen.append(message)
+
+    async def app_reading_once(scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": message["type"].encode()})
+
+    guarded = BearerAuthMiddleware(app_reading_once, verifier=verifier)
+    await asyncio.wait_for(guarded(scope, receive, send), 5)
+    assert seen[0]["status"] == 204
+    assert seen[1]["body"] == b"http.disconnect"
 
 
 async def test_a_form_without_a_token_reaches_the_route_intact(

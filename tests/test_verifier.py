@@ -378,6 +378,26 @@ async def test_a_token_seen_again_skips_the_signature(
     assert len(signature_checks) == 1
 
 
+async def test_the_no_wait_lookup_answers_only_tokens_verified_before(
+    issuer: FakeIssuer, verifier: TokenVerifier, clock: FakeClock
+) -> None:
+    """The middleware's fast path: a hit is a token verify() accepted, still valid;
+    anything else is a miss (the cache key, or b"" for what is never cached)."""
+    token = issuer.mint(expires_in=60)
+    digest = hashlib.sha256(token.encode()).digest()
+    assert verifier._lookup(token) == digest
+    verified = await verifier.verify(token)
+    assert verifier._lookup(token) is verified
+    for other in (token + "x", token[:-1], " " + token):
+        assert isinstance(verifier._lookup(other), bytes)
+    for never_cached in ("caf\xe9", None, "a" * 20_000):
+        assert verifier._lookup(never_cached) == b""  # type: ignore[arg-type]
+    clock.advance(60 + 30 + 1)
+    assert verifier._lookup(token) == digest
+    with pytest.raises(ExpiredTokenError):
+        await verifier.verify(token)
+
+
 async def test_cached_tokens_still_expire(
     issuer: FakeIssuer, verifier: TokenVerifier, clock: FakeClock
 ) -> None:

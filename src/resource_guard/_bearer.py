@@ -109,6 +109,23 @@ def may_carry_form_token(method: str, headers: Iterable[tuple[bytes, bytes]]) ->
     return False
 
 
+def quick_token(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """``<token>`` of the one ``Authorization: Bearer <token>`` header, *unchecked*.
+
+    Only good for looking up a token verified before (a hit proves it well-formed); None
+    for anything else, which :func:`extract_token` then parses carefully.
+    """
+    value: bytes | None = None
+    for name, raw in headers:
+        if len(name) == 13 and (name == _AUTHORIZATION or name.lower() == _AUTHORIZATION):
+            if value is not None:
+                return None
+            value = raw
+    if value is None or not value.startswith(b"Bearer "):
+        return None
+    return value[7:].decode("latin-1")
+
+
 def extract_token(headers: Iterable[tuple[bytes, bytes]], query_string: bytes = b"") -> str | None:
     """The bearer token of a request from its ASGI headers, or None without one.
 

@@ -71,8 +71,15 @@ class RemoteKeySource:
 
         self.keys: KeySet | None = None
         self.refresh_due = -math.inf
-        self._fresh_until = -math.inf
         self._stale_until = -math.inf
+        self.usable_until = -math.inf
+        """Until when the cached keys may verify tokens without waiting for a fetch.
+
+        That is their age; past it they serve on (up to ``max_stale``) only while fetching
+        fails. Keys nobody refreshed (no background task, a process that slept) are fetched
+        again first, so a key the IdP dropped meanwhile is not trusted. A plain attribute
+        (set on every fetch outcome): every cache hit reads it.
+        """
         self._fetched_at = -math.inf
         self._last_attempt = -math.inf
         self._retry_at = -math.inf
@@ -83,16 +90,6 @@ class RemoteKeySource:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inflight: asyncio.Task[bool] | None = None
         self._refresher: asyncio.Task[None] | None = None
-
-    @property
-    def usable_until(self) -> float:
-        """Until when the cached keys may verify tokens without waiting for a fetch.
-
-        That is their age; past it they serve on (up to ``max_stale``) only while fetching
-        fails. Keys nobody refreshed (no background task, a process that slept) are fetched
-        again first, so a key the IdP dropped meanwhile is not trusted.
-        """
-        return self._stale_until if self._failures else self._fresh_until
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -255,8 +252,8 @@ class RemoteKeySource:
         ttl = self._ttl(document.max_age)
         self._fetched_at = now
         self.refresh_due = now + ttl * REFRESH_AHEAD
-        self._fresh_until = now + ttl
         self._stale_until = now + ttl + self._max_stale
+        self.usable_until = now + ttl
         self._failures = 0
         self._retry_at = -math.inf
         self.last_error = None
@@ -271,6 +268,7 @@ class RemoteKeySource:
     def _record_failure(self, reason: str) -> None:
         now = self._clock()
         self._failures += 1
+        self.usable_until = self._stale_until
         base = max(self._cooldown, 1.0)
         doublings = min(self._failures - 1, 32)  # bounded: 2 ** 1024 overflows a float
         delay = min(base * 2**doublings, max(base, MAX_BACKOFF))

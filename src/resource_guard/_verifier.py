@@ -166,9 +166,8 @@ class TokenVerifier:
         self._scopes = ScopeRules(
             opt.strings("scope_claims", scope_claims, allow_empty=True), scope_mapper
         )
-        self._parser = TokenParser(
-            opt.count("max_token_bytes", max_token_bytes, low=256, high=1024 * 1024)
-        )
+        self._max_length = opt.count("max_token_bytes", max_token_bytes, low=256, high=1024 * 1024)
+        self._parser = TokenParser(self._max_length)
         size = opt.count("cache_size", cache_size, low=0, high=10_000_000)
         self._cache = _TokenCache(size) if size else None
         self._keys = RemoteKeySource(
@@ -264,29 +263,9 @@ class TokenVerifier:
         selection, signature, then ``typ`` and claims. Raises an InvalidTokenError
         subclass, or KeysUnavailableError when keys cannot be had right now.
         """
-        cache = self._cache
-        digest = b""
-        if (
-            cache is not None
-            and isinstance(token, str)
-            and len(token) <= self._parser.max_length
-            and token.isascii()
-        ):
-            digest = _sha256(token.encode("ascii")).digest()
-            entry = cache.get(digest)
-            if entry is not None:
-                now = self._clock()
-                keys = self._keys
-                if (
-                    entry.not_before <= now <= entry.not_after
-                    and now <= keys.usable_until
-                    and not entry.key.revoked
-                ):
-                    cache.move_to_end(digest)
-                    if now >= keys.refresh_due:
-                        keys.refresh_if_due(now)
-                    return entry.token
-                del cache[digest]  # verify afresh: the full path names the precise error
+        found = self._lookup(token)
+        if isinstance(found, AccessToken):
+            return found
         try:
             header, payload, signing_input, signature = self._parser.parts(token)
             alg = header.alg
@@ -294,10 +273,43 @@ class TokenVerifier:
                 raise UnsupportedAlgorithmError(f"algorithm {alg!r:.40} is not allowed")
             keys = self._keys
             key = keys.current_key(header.kid, alg) or await keys.get_key(header.kid, alg)
-            return self._accept(key, header, payload, signing_input, signature, digest)
+            return self._accept(key, header, payload, signing_input, signature, found)
         except InvalidTokenError as exc:
             logger.debug("token refused (%s): %s", exc.code, exc.message)
             raise
+
+    def _lookup(self, token: str) -> AccessToken | bytes:
+        """A cache hit's AccessToken, else the token's cache key (b"" when not cacheable).
+
+        A hit is a token :meth:`verify` accepted whose entry still holds (time window, key,
+        keys usable). Never waits: the middleware calls it before awaiting :meth:`verify`.
+        Call it on the event loop (a hit may start a background key refresh).
+        """
+        cache = self._cache
+        if (
+            cache is None
+            or type(token) is not str
+            or len(token) > self._max_length
+            or not token.isascii()
+        ):
+            return b""
+        digest = _sha256(token.encode()).digest()  # ASCII, so UTF-8 is the same bytes
+        entry = cache.get(digest)
+        if entry is None:
+            return digest
+        now = self._clock()
+        keys = self._keys
+        if (
+            entry.not_before <= now <= entry.not_after
+            and now <= keys.usable_until
+            and not entry.key.revoked
+        ):
+            cache.move_to_end(digest)
+            if now >= keys.refresh_due:
+                keys.refresh_if_due(now)
+            return entry.token
+        del cache[digest]  # verify afresh: the full path names the precise error
+        return digest
 
     def _accept(
         self,

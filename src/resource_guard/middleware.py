@@ -29,8 +29,10 @@ from ._bearer import (
     extract_token,
     has_access_token_parameter,
     may_carry_form_token,
+    quick_token,
 )
 from ._models import AccessToken
+from ._verifier import TokenVerifier
 from .exceptions import InvalidTokenError, KeysUnavailableError
 
 __all__ = ["BearerAuthMiddleware", "TokenUser", "get_access_token"]
@@ -195,11 +197,9 @@ async def _buffer_body(receive: Receive, limit: int) -> tuple[bytes | None, Rece
     return (b"".join(chunks) if complete else None), replay
 
 
-def _route_path(scope: Scope) -> str:
+def _route_path(path: str, root: str) -> str:
     """The path the app routes on: ``path`` without the ``root_path`` prefix."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root):
+    if path.startswith(root):
         if len(path) == len(root):
             return "/"
         if path[len(root)] == "/":
@@ -272,7 +272,10 @@ class BearerAuthMiddleware:
             raise ValueError("realm must be a non-empty string of printable ASCII")
         self.app = app
         self.verifier = verifier
+        # A TokenVerifier answers a token it verified before without a coroutine.
+        self._lookup = verifier._lookup if isinstance(verifier, TokenVerifier) else None
         self._exact, self._prefixes = _public_rules(public_paths)
+        self._public = bool(self._exact or self._prefixes)
         self._anonymous = allow_anonymous
         self._manage = manage_verifier
         self._replies = BearerReplies(realm)
@@ -292,35 +295,64 @@ class BearerAuthMiddleware:
             return
 
         replies = self._replies
+        lookup = self._lookup
         scope[REPLIES_KEY] = replies
         scope[APP_KEY] = scope.get("app")
-        if self._is_public(scope):
+        if self._public and self._is_public(scope):
             await self._pass_anonymous(scope, receive, send)
             return
-        try:
-            raw = extract_token(scope.get("headers") or (), scope.get("query_string") or b"")
-        except BearerRequestError as exc:
-            await send_reply(scope, receive, send, replies.invalid_request(exc.description))
-            return
-        if raw is None:
-            if self._anonymous:
-                await self._pass_anonymous(scope, receive, send)
-            else:
-                await send_reply(scope, receive, send, replies.missing)
-            return
+        headers = scope.get("headers") or ()
+        query = scope.get("query_string") or b""
+        token: AccessToken | None = None
+        raw = ""
+        if lookup is not None and not query:
+            # A token verified before: no parsing, no coroutine (the common case).
+            quick = quick_token(headers)
+            found = None if quick is None else lookup(quick)
+            token = found if isinstance(found, AccessToken) else None
+        if token is None:
+            try:
+                extracted = extract_token(headers, query)
+            except BearerRequestError as exc:
+                await send_reply(scope, receive, send, replies.invalid_request(exc.description))
+                return
+            if extracted is None:
+                if self._anonymous:
+                    await self._pass_anonymous(scope, receive, send)
+                else:
+                    await send_reply(scope, receive, send, replies.missing)
+                return
+            raw = extracted
 
-        if kind == "http" and may_carry_form_token(scope["method"], scope["headers"]):
+        if kind == "http" and may_carry_form_token(scope["method"], headers):
             body, receive = await _buffer_body(receive, FORM_SCAN_LIMIT)
             if body is not None and has_access_token_parameter(body):
                 await send_reply(scope, receive, send, replies.invalid_request(TWO_METHODS))
                 return
 
+        if token is None:
+            outcome = await self._verify(raw)
+            if isinstance(outcome, Reply):
+                await send_reply(scope, receive, send, outcome)
+                return
+            token = outcome
+        scope["auth"] = AuthCredentials(sorted(token.scopes))
+        scope["user"] = TokenUser(token)
+        scope[ACCESS_TOKEN_KEY] = token
         try:
-            token = await self.verifier.verify(raw)
+            await self.app(scope, receive, send)
+        except AccessRefused as refusal:  # raised before the route answered
+            await send_reply(scope, receive, send, refusal.reply)
+
+    async def _verify(self, raw: str) -> AccessToken | Reply:
+        """The verified token, or the reply refusing it."""
+        replies = self._replies
+        try:
+            return await self.verifier.verify(raw)
         except InvalidTokenError as exc:
-            reply = replies.invalid_token(exc.description)
+            return replies.invalid_token(exc.description)
         except KeysUnavailableError as exc:
-            reply = replies.keys_unavailable(exc.retry_after)
+            return replies.keys_unavailable(exc.retry_after)
         except Exception as exc:
             # A bug or an unforeseen failure: refuse without detail, log without the token.
             logger.error(
@@ -328,22 +360,13 @@ class BearerAuthMiddleware:
                 type(exc).__name__,
                 exc_info=exc,
             )
-            reply = replies.unavailable
-        else:
-            scope["auth"] = AuthCredentials(sorted(token.scopes))
-            scope["user"] = TokenUser(token)
-            scope[ACCESS_TOKEN_KEY] = token
-            try:
-                await self.app(scope, receive, send)
-            except AccessRefused as refusal:  # raised before the route answered
-                await send_reply(scope, receive, send, refusal.reply)
-            return
-        await send_reply(scope, receive, send, reply)
+            return replies.unavailable
 
     def _is_public(self, scope: Scope) -> bool:
-        if not self._exact and not self._prefixes:
-            return False
-        path = _route_path(scope)
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root:
+            path = _route_path(path, root)
         if path in self._exact:
             return True
         return bool(
