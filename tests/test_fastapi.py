@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import httpx
 import pytest
 from fastapi import APIRouter, Depends, FastAPI, WebSocket
+from fastapi.routing import APIRoute
 
 from resource_guard import AccessToken, TokenVerifier
 from resource_guard.fastapi import (
@@ -284,6 +285,18 @@ async def test_websocket_without_scope_closes_1008_without_denial_extension(
     assert session.close_code == 1008
 
 
+async def test_a_mounted_sub_app_closes_a_websocket_1008_without_denial_extension(
+    verifier: TokenVerifier, fake: FakeIssuer
+) -> None:
+    parent = FastAPI()
+    parent.mount("/v1", build_app(None))
+    parent.add_middleware(BearerAuthMiddleware, verifier=verifier)
+    headers = [(b"authorization", auth(fake)["Authorization"].encode())]
+    session = await websocket(parent, path="/v1/feed", headers=headers, denial_extension=False)
+    assert not session.accepted
+    assert session.close_code == 1008
+
+
 # -- OpenAPI -------------------------------------------------------------------------------------
 
 
@@ -299,6 +312,8 @@ def test_routes_declare_their_scopes(app: FastAPI) -> None:
     ]
     assert security_of(schema, "get", "/admin/stats") == [{SCHEME_NAME: ["orders:admin"]}]
     assert security_of(schema, "get", "/me") == [{SCHEME_NAME: []}]
+    assert security_of(schema, "get", "/maybe") == [{SCHEME_NAME: []}]
+    assert security_of(schema, "get", "/either") == [{SCHEME_NAME: ["orders:read", "reports:read"]}]
     assert security_of(schema, "get", "/health") is None
 
 
@@ -451,3 +466,22 @@ def test_import_without_fastapi_says_what_to_install(monkeypatch: pytest.MonkeyP
     monkeypatch.delitem(sys.modules, "resource_guard.fastapi")
     with pytest.raises(ImportError, match=r"pip install 'resource-guard\[fastapi\]'"):
         importlib.import_module("resource_guard.fastapi")
+
+
+@pytest.mark.parametrize(
+    "dependency",
+    [require_scopes("orders:read"), Depends(current_token), Depends(optional_token)],
+    ids=["require_scopes", "current_token", "optional_token"],
+)
+def test_each_dependency_is_a_single_call(dependency: Any) -> None:
+    """No sub-dependencies: FastAPI spends about as much per dependency level as the
+    middleware spends on the whole token, so ours resolve in one call."""
+    app = FastAPI()
+
+    @app.get("/orders", dependencies=[dependency])
+    async def orders() -> dict[str, str]:
+        return {}
+
+    route = next(route for route in app.routes if isinstance(route, APIRoute))
+    (ours,) = route.dependant.dependencies
+    assert ours.dependencies == []

@@ -58,22 +58,38 @@ logger = logging.getLogger("resource_guard.fastapi")
 
 SCHEME_NAME = "bearerAuth"
 """Name of the security scheme in the OpenAPI document."""
+_SCHEME_MODEL = HTTPBearerModel(
+    bearerFormat="JWT", description="OAuth 2.0 access token (RFC 6750 bearer JWT)"
+)
 
 
-class _BearerScheme(SecurityBase):
-    """Marks routes as secured in OpenAPI; the middleware has done the actual work."""
+class _BearerDependency(SecurityBase):
+    """A dependency that is also the OpenAPI security scheme, so FastAPI resolves one call
+    per use (a security sub-dependency would cost as much again on every request)."""
 
     def __init__(self) -> None:
-        self.model = HTTPBearerModel(
-            bearerFormat="JWT", description="OAuth 2.0 access token (RFC 6750 bearer JWT)"
-        )
+        self.model = _SCHEME_MODEL
         self.scheme_name = SCHEME_NAME
 
-    async def __call__(self) -> None:
-        return None
+
+class _ScopeCheck(_BearerDependency):
+    """``require_scopes(...)`` and ``current_token``: the token holding the scopes."""
+
+    def __init__(self, required: tuple[str, ...], any_of: bool) -> None:
+        super().__init__()
+        self.required = required
+        self.any_of = any_of
+
+    async def __call__(self, connection: HTTPConnection) -> AccessToken:
+        return _authorize(connection, self.required, self.any_of)
 
 
-_scheme = _BearerScheme()
+class _OptionalToken(_BearerDependency):
+    """``optional_token``: the token, or None without one."""
+
+    async def __call__(self, connection: HTTPConnection) -> AccessToken | None:
+        outcome = check_access(connection.scope, (), False)
+        return None if isinstance(outcome, Reply) else outcome
 
 
 def _refuse(connection: HTTPConnection, reply: Reply) -> NoReturn:
@@ -111,30 +127,19 @@ def require_scopes(*scopes: str, any_of: bool = False) -> Any:
     if not isinstance(any_of, bool):
         raise TypeError("any_of must be a bool")
 
-    async def scope_check(
-        connection: HTTPConnection, _: Annotated[None, Depends(_scheme)]
-    ) -> AccessToken:
-        return _authorize(connection, required, any_of)
-
-    return Security(scope_check, scopes=list(required))
+    return Security(_ScopeCheck(required, any_of), scopes=list(required))
 
 
-async def current_token(
-    connection: HTTPConnection, _: Annotated[None, Depends(_scheme)]
-) -> AccessToken:
-    """Dependency: the request's verified :class:`~resource_guard.AccessToken`.
+current_token = _ScopeCheck((), any_of=False)
+"""Dependency: the request's verified :class:`~resource_guard.AccessToken`
+(``Depends(current_token)``).
 
-    Without a token (public path, anonymous request) the request gets 401.
-    """
-    return _authorize(connection, (), False)
+Without a token (public path, anonymous request) the request gets 401.
+"""
 
-
-async def optional_token(
-    connection: HTTPConnection, _: Annotated[None, Depends(_scheme)]
-) -> AccessToken | None:
-    """Dependency: the verified token, or None for anonymous requests and public paths."""
-    outcome = check_access(connection.scope, (), False)
-    return None if isinstance(outcome, Reply) else outcome
+optional_token = _OptionalToken()
+"""Dependency: the verified token, or None for anonymous requests and public paths
+(``Depends(optional_token)``)."""
 
 
 CurrentToken = Annotated[AccessToken, Depends(current_token)]
