@@ -18,7 +18,7 @@ from typing import Any
 
 import jwt
 import uvicorn
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -95,6 +95,16 @@ def verifier(env: Mapping[str, str]) -> TokenVerifier:
     )
 
 
+class PassThroughMiddleware:
+    """A pure-ASGI middleware that does nothing: the price of any middleware layer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
 class NaivePyJWTMiddleware:
     """The baseline most services write: pure ASGI, ``jwt.decode`` with a preloaded key."""
 
@@ -130,15 +140,22 @@ class NaivePyJWTMiddleware:
         await self.app(scope, receive, send)
 
 
-def fastapi_app(*, guarded: bool) -> FastAPI:
-    """FastAPI with ``/orders``: bare, or requiring the ``orders:read`` scope."""
+async def nothing() -> None:
+    """An empty FastAPI dependency: the price of any dependency at all."""
+
+
+def fastapi_app(*, guarded: bool, empty_dependency: bool = False) -> FastAPI:
+    """FastAPI with ``/orders``: bare, requiring the ``orders:read`` scope, or with an
+    empty dependency (for reference)."""
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    dependencies = [require_scopes("orders:read")] if guarded else []
+    dependencies: list[Any] = [require_scopes("orders:read")] if guarded else []
+    if empty_dependency:
+        dependencies.append(Depends(nothing))
 
     @app.get("/orders", dependencies=dependencies)
     async def orders() -> dict[str, Any]:
@@ -156,6 +173,8 @@ def build(name: str, env: Mapping[str, str]) -> ASGIApp:
         return BearerAuthMiddleware(
             starlette_app(lag), verifier=verifier(env), public_paths=PUBLIC_PATHS
         )
+    if name == "starlette-passthrough":
+        return PassThroughMiddleware(starlette_app(lag))
     if name == "starlette-pyjwt":
         key = jwt.PyJWK.from_json(env["BENCH_PUBLIC_JWK"]).key
         return NaivePyJWTMiddleware(
@@ -166,6 +185,8 @@ def build(name: str, env: Mapping[str, str]) -> ASGIApp:
         )
     if name == "fastapi":
         return fastapi_app(guarded=False)
+    if name == "fastapi-empty-dependency":
+        return fastapi_app(guarded=False, empty_dependency=True)
     if name == "fastapi-scopes":
         return BearerAuthMiddleware(
             fastapi_app(guarded=True), verifier=verifier(env), public_paths=PUBLIC_PATHS
@@ -176,8 +197,10 @@ def build(name: str, env: Mapping[str, str]) -> ASGIApp:
 APPS: tuple[str, ...] = (
     "starlette",
     "starlette-guarded",
+    "starlette-passthrough",
     "starlette-pyjwt",
     "fastapi",
+    "fastapi-empty-dependency",
     "fastapi-scopes",
 )
 

@@ -40,7 +40,9 @@ VARIANTS: tuple[Variant, ...] = (
         cache_size=0,
     ),
     Variant("+ naive PyJWT middleware, one token", "starlette-pyjwt", "starlette (bare)"),
+    Variant("+ an empty middleware (reference)", "starlette-passthrough", "starlette (bare)"),
     Variant("fastapi (bare)", "fastapi", "fastapi (bare)"),
+    Variant("+ an empty dependency (reference)", "fastapi-empty-dependency", "fastapi (bare)"),
     Variant("+ BearerAuthMiddleware + require_scopes", "fastapi-scopes", "fastapi (bare)"),
 )
 

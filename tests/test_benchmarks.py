@@ -6,10 +6,16 @@ benchmarks/ from rotting as the library changes. Servers and load stay on 127.0.
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
-from benchmarks import _stats, flood_bench, http_bench, loadgen, run, verify_bench
+from benchmarks import _stats, apps, flood_bench, http_bench, loadgen, run, verify_bench
+from benchmarks._common import AUDIENCE
+
+from resource_guard.testing import FakeIssuer
+
+from .asgi_client import call
 
 
 def test_stats_helpers() -> None:
@@ -37,6 +43,7 @@ def test_verify_measures_every_algorithm_against_its_floor() -> None:
         assert row.cold_ratio > 0
         assert row.pyjwt_ratio > 0
         assert row.hot_us > 0
+        assert row.around_us > 0
     assert "RS256" in verify_bench.render(rows)
 
 
@@ -75,3 +82,17 @@ def test_runner_prints_the_machine_line(capsys: pytest.CaptureFixture[str]) -> N
     assert run.machine().count("cores") == 1
     assert run.main(["--quick", "--only", "verify", "--rounds", "1"]) == 0
     assert "## Verify" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", apps.APPS)
+async def test_every_benchmark_app_builds_and_answers_health(name: str) -> None:
+    fake = FakeIssuer(audience=AUDIENCE)
+    env = {
+        "BENCH_ISSUER": fake.issuer,
+        "BENCH_JWKS_URI": fake.jwks_uri,
+        "BENCH_AUDIENCE": AUDIENCE,
+        "BENCH_PUBLIC_JWK": json.dumps(fake.current_key.public_jwk()),
+    }
+    result = await call(apps.build(name, env), path="/health")
+    assert result.status == 200
+    assert result.json() == {"status": "ok"}
