@@ -215,14 +215,19 @@ async def test_anonymous_request_gets_401_from_the_dependency(
     }
 
 
+def guarded_parent(verifier: TokenVerifier) -> FastAPI:
+    """The orders app mounted at /v1 under a parent that has the middleware."""
+    parent = FastAPI()
+    parent.mount("/v1", build_app(None))
+    parent.add_middleware(BearerAuthMiddleware, verifier=verifier)
+    return parent
+
+
 async def test_a_mounted_sub_app_still_gets_the_rfc6750_403(
     verifier: TokenVerifier, fake: FakeIssuer
 ) -> None:
     """With the middleware on the parent, FastAPI's own handler answers for the sub-app."""
-    parent = FastAPI()
-    parent.mount("/v1", build_app(None))
-    parent.add_middleware(BearerAuthMiddleware, verifier=verifier)
-    async with client(parent) as http:
+    async with client(guarded_parent(verifier)) as http:
         response = await http.get("/v1/orders", headers=auth(fake, "reports:read"))
     assert response.status_code == 403
     assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
@@ -288,11 +293,10 @@ async def test_websocket_without_scope_closes_1008_without_denial_extension(
 async def test_a_mounted_sub_app_closes_a_websocket_1008_without_denial_extension(
     verifier: TokenVerifier, fake: FakeIssuer
 ) -> None:
-    parent = FastAPI()
-    parent.mount("/v1", build_app(None))
-    parent.add_middleware(BearerAuthMiddleware, verifier=verifier)
     headers = [(b"authorization", auth(fake)["Authorization"].encode())]
-    session = await websocket(parent, path="/v1/feed", headers=headers, denial_extension=False)
+    session = await websocket(
+        guarded_parent(verifier), path="/v1/feed", headers=headers, denial_extension=False
+    )
     assert not session.accepted
     assert session.close_code == 1008
 
