@@ -385,10 +385,10 @@ def test_non_string_scope_is_refused() -> None:
 @pytest.mark.parametrize(
     ("headers", "expected"),
     [
-        (auth(b"Bearer " + TOKEN.encode()), TOKEN),
-        ([(b"Authorization", b"Bearer " + TOKEN.encode())], TOKEN),
-        (auth(b"Bearer  " + TOKEN.encode()), " " + TOKEN),  # the look-up simply misses
-        (auth(b"Bearer caf\xe9"), "caf\xe9"),  # never ASCII, so never a cache hit
+        (auth(b"Bearer " + TOKEN.encode()), TOKEN.encode()),
+        ([(b"Authorization", b"Bearer " + TOKEN.encode())], TOKEN.encode()),
+        (auth(b"Bearer  " + TOKEN.encode()), b" " + TOKEN.encode()),  # the look-up misses
+        (auth(b"Bearer caf\xe9"), b"caf\xe9"),  # never ASCII, so never a cache hit
         (auth(b"bearer " + TOKEN.encode()), None),
         (auth(b"Basic eDp5"), None),
         ([(b"host", b"api.test")], None),
@@ -406,6 +406,6 @@ def test_non_string_scope_is_refused() -> None:
     ],
 )
 def test_quick_token_is_only_a_lookup_key(
-    headers: list[tuple[bytes, bytes]], expected: str | None
+    headers: list[tuple[bytes, bytes]], expected: bytes | None
 ) -> None:
     assert quick_token(headers) == expected

@@ -297,6 +297,24 @@ async def test_a_cached_token_is_accepted_in_every_valid_spelling(
     assert result.json()["subject"] == "carol"
 
 
+async def test_each_request_owns_its_scope_list(verifier: TokenVerifier, fake: FakeIssuer) -> None:
+    """Repeated tokens share their sorted scopes, never a list an app could change."""
+
+    async def meddling(request: Request) -> JSONResponse:
+        scopes = list(request.auth.scopes)
+        request.auth.scopes.append("orders:admin")
+        return JSONResponse(scopes)
+
+    app = Starlette(routes=[Route("/orders", meddling)])
+    app.add_middleware(BearerAuthMiddleware, verifier=verifier)
+    headers = bearer(fake.mint(scopes=("orders:write", "orders:read")))
+    for _ in range(3):
+        assert (await call(app, path="/orders", headers=headers)).json() == [
+            "orders:read",
+            "orders:write",
+        ]
+
+
 async def test_a_cached_token_expires_like_any_other(fake: FakeIssuer) -> None:
     clock = FakeClock()
     async with fake.async_client() as client:

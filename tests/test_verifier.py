@@ -388,9 +388,10 @@ async def test_the_no_wait_lookup_answers_only_tokens_verified_before(
     assert verifier._lookup(token) == digest
     verified = await verifier.verify(token)
     assert verifier._lookup(token) is verified
-    for other in (token + "x", token[:-1], " " + token):
+    assert verifier._lookup(token.encode()) is verified  # a header's raw bytes
+    for other in (token + "x", token[:-1], " " + token, token.encode() + b"x"):
         assert isinstance(verifier._lookup(other), bytes)
-    for never_cached in ("caf\xe9", None, "a" * 20_000):
+    for never_cached in ("caf\xe9", b"caf\xe9", None, 42, "a" * 20_000, b"a" * 20_000):
         assert verifier._lookup(never_cached) == b""  # type: ignore[arg-type]
     clock.advance(60 + 30 + 1)
     assert verifier._lookup(token) == digest

@@ -109,8 +109,8 @@ def may_carry_form_token(method: str, headers: Iterable[tuple[bytes, bytes]]) ->
     return False
 
 
-def quick_token(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    """``<token>`` of the one ``Authorization: Bearer <token>`` header, *unchecked*.
+def quick_token(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """``<token>`` of the one ``Authorization: Bearer <token>`` header, *unchecked* bytes.
 
     Only good for looking up a token verified before (a hit proves it well-formed); None
     for anything else, which :func:`extract_token` then parses carefully.
@@ -123,7 +123,7 @@ def quick_token(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
             value = raw
     if value is None or not value.startswith(b"Bearer "):
         return None
-    return value[7:].decode("latin-1")
+    return value[7:]
 
 
 def extract_token(headers: Iterable[tuple[bytes, bytes]], query_string: bytes = b"") -> str | None:

@@ -278,22 +278,26 @@ class TokenVerifier:
             logger.debug("token refused (%s): %s", exc.code, exc.message)
             raise
 
-    def _lookup(self, token: str) -> AccessToken | bytes:
+    def _lookup(self, token: str | bytes) -> AccessToken | bytes:
         """A cache hit's AccessToken, else the token's cache key (b"" when not cacheable).
+
+        ``token`` may also be the raw bytes of an ``Authorization`` header's token (the
+        middleware's case): an ASCII token hashes to the same key either way.
 
         A hit is a token :meth:`verify` accepted whose entry still holds (time window, key,
         keys usable). Never waits: the middleware calls it before awaiting :meth:`verify`.
         Call it on the event loop (a hit may start a background key refresh).
         """
         cache = self._cache
+        kind = type(token)
         if (
             cache is None
-            or type(token) is not str
+            or (kind is not str and kind is not bytes)
             or len(token) > self._max_length
             or not token.isascii()
         ):
             return b""
-        digest = _sha256(token.encode()).digest()  # ASCII, so UTF-8 is the same bytes
+        digest = _sha256(token.encode() if isinstance(token, str) else token).digest()
         entry = cache.get(digest)
         if entry is None:
             return digest

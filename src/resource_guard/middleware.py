@@ -279,6 +279,7 @@ class BearerAuthMiddleware:
         self._anonymous = allow_anonymous
         self._manage = manage_verifier
         self._replies = BearerReplies(realm)
+        self._sorted_scopes: tuple[AccessToken | None, list[str]] = (None, [])
 
     @property
     def realm(self) -> str:
@@ -336,7 +337,11 @@ class BearerAuthMiddleware:
                 await send_reply(scope, receive, send, outcome)
                 return
             token = outcome
-        scope["auth"] = AuthCredentials(sorted(token.scopes))
+        remembered, scopes = self._sorted_scopes
+        if token is not remembered:  # a repeated token is the same AccessToken object
+            scopes = sorted(token.scopes)
+            self._sorted_scopes = (token, scopes)
+        scope["auth"] = AuthCredentials(scopes)  # copies: each request owns its list
         scope["user"] = TokenUser(token)
         scope[ACCESS_TOKEN_KEY] = token
         try:
