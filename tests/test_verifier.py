@@ -25,6 +25,7 @@ from resource_guard import (
     TokenVerifier,
     UnknownKeyError,
     UnsupportedAlgorithmError,
+    _verifier,
 )
 from resource_guard._keyset import VerificationKey
 from resource_guard.testing import FakeIssuer
@@ -384,7 +385,7 @@ async def test_the_no_wait_lookup_answers_only_tokens_verified_before(
     """The middleware's fast path: a hit is a token verify() accepted, still valid;
     anything else is a miss (the cache key, or b"" for what is never cached)."""
     token = issuer.mint(expires_in=60)
-    digest = hashlib.sha256(token.encode()).digest()
+    digest = _verifier._token_hash(token.encode()).digest()
     assert verifier._lookup(token) == digest
     verified = await verifier.verify(token)
     assert verifier._lookup(token) is verified
@@ -443,21 +444,26 @@ async def test_cache_is_bounded(issuer: FakeIssuer, clock: FakeClock) -> None:
         assert len(verifier._cache) == 8
 
 
+@pytest.mark.parametrize("token", ["a" * 1_000_000, b"a" * 1_000_000], ids=["str", "bytes"])
 async def test_an_oversized_token_is_refused_before_it_is_hashed(
-    verifier: TokenVerifier, monkeypatch: pytest.MonkeyPatch
+    verifier: TokenVerifier, monkeypatch: pytest.MonkeyPatch, token: str | bytes
 ) -> None:
     """Size is the first check: a megabyte of header costs nothing but a length test."""
     hashed: list[int] = []
-    real_sha256 = hashlib.sha256
+    real_hash = _verifier._token_hash
 
-    def counting(data: bytes = b"") -> Any:
+    def counting(data: bytes) -> Any:
         hashed.append(len(data))
-        return real_sha256(data)
+        return real_hash(data)
 
-    monkeypatch.setattr(hashlib, "sha256", counting)
-    with pytest.raises(MalformedTokenError, match="larger"):
-        await verifier.verify("a" * 1_000_000)
+    monkeypatch.setattr(_verifier, "_token_hash", counting)
+    assert verifier._lookup(token) == b""
+    if isinstance(token, str):
+        with pytest.raises(MalformedTokenError, match="larger"):
+            await verifier.verify(token)
     assert hashed == []
+    verifier._lookup("a.b.c")
+    assert hashed == [5]  # the probe is the hash the verifier really uses
 
 
 async def test_a_refused_token_is_never_cached(issuer: FakeIssuer, verifier: TokenVerifier) -> None:
