@@ -95,13 +95,13 @@ def has_access_token_parameter(query_string: bytes) -> bool:
 
 _CONTENT_TYPE = b"content-type"
 _FORM_TYPE = b"application/x-www-form-urlencoded"
-_BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def may_carry_form_token(method: str, headers: Iterable[tuple[bytes, bytes]]) -> bool:
     """True for a request whose body is a form that could hold ``access_token`` (RFC 6750
     §2.2): a method with a body and ``Content-Type: application/x-www-form-urlencoded``."""
-    if method in _BODYLESS_METHODS:
+    if method in BODYLESS_METHODS:
         return False
     for name, value in headers:
         if len(name) == 12 and name.lower() == _CONTENT_TYPE:

@@ -22,6 +22,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._bearer import (
+    BODYLESS_METHODS,
     TWO_METHODS,
     BearerReplies,
     BearerRequestError,
@@ -325,7 +326,11 @@ class BearerAuthMiddleware:
                 return
             raw = extracted
 
-        if kind == "http" and may_carry_form_token(scope["method"], headers):
+        if (
+            kind == "http"
+            and scope["method"] not in BODYLESS_METHODS  # the common GET skips a call
+            and may_carry_form_token(scope["method"], headers)
+        ):
             body, receive = await _buffer_body(receive, FORM_SCAN_LIMIT)
             if body is not None and has_access_token_parameter(body):
                 await send_reply(scope, receive, send, replies.invalid_request(TWO_METHODS))
