@@ -352,13 +352,28 @@ def signed_by(key_name: str, **changes: Any) -> Build:
     return build
 
 
+# Cyrillic and Greek letters that look like Latin ones, and Unicode's look-alike hyphen.
+_LOOKALIKES = dict(
+    zip(
+        "aceopxyABCEHIKMNOPTXY-",
+        "\u0430\u0441\u0435\u043e\u0440\u0445\u0443\u0391\u0392\u0421\u0415\u041d"
+        "\u0399\u039a\u041c\u039d\u041e\u0420\u0422\u0425\u03a5\u2010",
+        strict=True,
+    )
+)
+
+
+def lookalike(kid: str) -> str:
+    """``kid`` with its first look-alike-able character swapped for its homoglyph (a kid
+    with none at all gets a homoglyph 'a' in front: still a different, similar-looking kid)."""
+    for index, char in enumerate(kid):
+        if char in _LOOKALIKES:
+            return kid[:index] + _LOOKALIKES[char] + kid[index + 1 :]
+    return "\u0430" + kid
+
+
 def homoglyph_kid(kit: Kit) -> str:
-    kid = kit.keys.rsa.kid
-    index = next(i for i, c in enumerate(kid) if c in "aceopxy")
-    # Cyrillic letters that look like Latin ones.
-    lookalike = dict(zip("aceopxy", "\u0430\u0441\u0435\u043e\u0440\u0445\u0443", strict=True))
-    forged = kid[:index] + lookalike[kid[index]] + kid[index + 1 :]
-    return kit.token(header=kit.header(kid=forged))
+    return kit.token(header=kit.header(kid=lookalike(kit.keys.rsa.kid)))
 
 
 def kid_suffix(suffix: str) -> Build:
@@ -1084,3 +1099,12 @@ async def test_strict_mode_accepts_only_at_jwt(
     finally:
         await app.aclose()
         await verifier.aclose()
+
+
+@pytest.mark.parametrize("kid", ["orders-key", "ZZ9_", "0123456789", ""])
+def test_lookalike_kids_always_differ(kid: str) -> None:
+    """The homoglyph attack gets a forged kid whatever random kid the key was given."""
+    forged = lookalike(kid)
+    assert forged != kid
+    assert len(forged) in (len(kid), len(kid) + 1)
+    assert not forged.isascii()
