@@ -98,15 +98,26 @@ _FORM_TYPE = b"application/x-www-form-urlencoded"
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def may_carry_form_token(method: str, headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    """True for a request whose body is a form that could hold ``access_token`` (RFC 6750
-    §2.2): a method with a body and ``Content-Type: application/x-www-form-urlencoded``."""
-    if method in BODYLESS_METHODS:
-        return False
+def has_form_body(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """True when ``Content-Type`` declares a form (``application/x-www-form-urlencoded``),
+    whose body could hold an ``access_token`` (RFC 6750 §2.2). The caller skips methods
+    without a body (:data:`BODYLESS_METHODS`)."""
     for name, value in headers:
         if len(name) == 12 and name.lower() == _CONTENT_TYPE:
             return value.split(b";", 1)[0].strip().lower() == _FORM_TYPE
     return False
+
+
+def _authorization(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The value of the one ``Authorization`` header (None without one); raises
+    :class:`BearerRequestError` for two."""
+    value: bytes | None = None
+    for name, raw in headers:
+        if len(name) == 13 and (name == _AUTHORIZATION or name.lower() == _AUTHORIZATION):
+            if value is not None:
+                raise BearerRequestError(DUPLICATE_HEADERS)
+            value = raw
+    return value
 
 
 def quick_token(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
@@ -115,12 +126,10 @@ def quick_token(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
     Only good for looking up a token verified before (a hit proves it well-formed); None
     for anything else, which :func:`extract_token` then parses carefully.
     """
-    value: bytes | None = None
-    for name, raw in headers:
-        if len(name) == 13 and (name == _AUTHORIZATION or name.lower() == _AUTHORIZATION):
-            if value is not None:
-                return None
-            value = raw
+    try:
+        value = _authorization(headers)
+    except BearerRequestError:
+        return None
     if value is None or not value.startswith(b"Bearer "):
         return None
     return value[7:]
@@ -134,12 +143,7 @@ def extract_token(headers: Iterable[tuple[bytes, bytes]], query_string: bytes = 
     :class:`BearerRequestError` for two ``Authorization`` headers, a malformed one, or a
     header token together with an ``access_token`` query parameter.
     """
-    value: bytes | None = None
-    for name, raw in headers:
-        if len(name) == 13 and (name == _AUTHORIZATION or name.lower() == _AUTHORIZATION):
-            if value is not None:
-                raise BearerRequestError(DUPLICATE_HEADERS)
-            value = raw
+    value = _authorization(headers)
     if value is None:
         return None
     token = parse_authorization(value)

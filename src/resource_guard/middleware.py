@@ -29,7 +29,7 @@ from ._bearer import (
     Reply,
     extract_token,
     has_access_token_parameter,
-    may_carry_form_token,
+    has_form_body,
     quick_token,
 )
 from ._models import AccessToken
@@ -326,11 +326,7 @@ class BearerAuthMiddleware:
                 return
             raw = extracted
 
-        if (
-            kind == "http"
-            and scope["method"] not in BODYLESS_METHODS  # the common GET skips a call
-            and may_carry_form_token(scope["method"], headers)
-        ):
+        if kind == "http" and scope["method"] not in BODYLESS_METHODS and has_form_body(headers):
             body, receive = await _buffer_body(receive, FORM_SCAN_LIMIT)
             if body is not None and has_access_token_parameter(body):
                 await send_reply(scope, receive, send, replies.invalid_request(TWO_METHODS))
