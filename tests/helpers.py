@@ -22,14 +22,5 @@ def compact(header: Any, payload: Any, signature: bytes = b"\x01" * 8) -> str:
     return f"{segment(header)}.{segment(payload)}.{b64url(signature)}"
 
 
-class FakeClock:
-    """A settable clock in epoch seconds."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+START = 1_800_000_000.0
+"""Where the tests' fake clocks start: a fixed instant, so no test depends on today."""

@@ -14,6 +14,7 @@ import pytest
 
 from resource_guard.client import ClientCredentialsAuth
 from resource_guard.exceptions import TokenRequestError
+from resource_guard.testing import FakeClock
 from tests.client_support import (
     API,
     CLIENT_ID,
@@ -24,23 +25,6 @@ from tests.client_support import (
     json_reply,
     make_auth,
 )
-from tests.helpers import FakeClock
-
-
-@pytest.fixture
-def server() -> TokenServer:
-    return TokenServer()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture(params=["sync", "async"])
-def mode(request: pytest.FixtureRequest) -> str:
-    """Run the test through httpx.Client and through httpx.AsyncClient."""
-    return str(request.param)
 
 
 def send_sync(

@@ -18,21 +18,11 @@ from resource_guard._client_cache import DiskCache
 from resource_guard._client_token import Token
 from resource_guard.client import ClientCredentialsAuth
 from resource_guard.exceptions import TokenRequestError
+from resource_guard.testing import FakeClock
 from tests import client_support
 from tests.client_support import API, CLIENT_ID, SECRET, TokenServer, json_reply
-from tests.helpers import FakeClock
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-@pytest.fixture
-def server() -> TokenServer:
-    return TokenServer()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

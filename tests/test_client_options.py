@@ -13,8 +13,9 @@ import pytest
 
 from resource_guard.client import ClientCredentialsAuth
 from resource_guard.exceptions import TokenRequestError
+from resource_guard.testing import FakeClock
 from tests.client_support import CLIENT_ID, SECRET, TOKEN_URL, TokenServer, json_reply
-from tests.helpers import FakeClock
+from tests.helpers import START
 
 REQUIRED: dict[str, Any] = {
     "token_url": TOKEN_URL,
@@ -280,7 +281,7 @@ async def test_secrets_and_tokens_never_reach_logs_or_messages(
         "issuer": "https://idp.test",
         "token_endpoint": TOKEN_URL,
     }
-    clock = FakeClock()
+    clock = FakeClock(START)
     auth = ClientCredentialsAuth(
         issuer="https://idp.test",
         client_id=CLIENT_ID,

@@ -17,6 +17,7 @@ import pytest
 from resource_guard._client_token import safe_text
 from resource_guard.client import ClientCredentialsAuth
 from resource_guard.exceptions import TokenRequestError
+from resource_guard.testing import FakeClock
 from tests.client_support import (
     CLIENT_ID,
     ISSUER,
@@ -26,22 +27,6 @@ from tests.client_support import (
     json_reply,
     make_auth,
 )
-from tests.helpers import FakeClock
-
-
-@pytest.fixture
-def server() -> TokenServer:
-    return TokenServer()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture(params=["sync", "async"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 async def fetch(mode: str, auth: ClientCredentialsAuth) -> str:

@@ -3,61 +3,21 @@ issuer served on 127.0.0.1, and real clients (httpx, websockets) in between."""
 
 from __future__ import annotations
 
-import importlib.util
-import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from resource_guard import TokenVerifier
 from resource_guard.testing import FakeIssuer, generate_key
+from tests.loopback import LoopbackServer, load_example
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 AUDIENCE = "api://orders"
-STARTUP_TIMEOUT = 10.0
-
-
-def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"e2e_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class LoopbackServer:
-    """uvicorn serving ``app`` on 127.0.0.1 (an ephemeral port) in a thread of its own."""
-
-    def __init__(self, app: Any) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=STARTUP_TIMEOUT)
-        assert not self.thread.is_alive(), "uvicorn did not stop"
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +28,7 @@ def issuer() -> Iterator[FakeIssuer]:
 
 def serve_example(name: str, issuer: FakeIssuer) -> LoopbackServer:
     verifier = TokenVerifier(issuer.issuer, AUDIENCE)  # its own client, real HTTP to the issuer
-    return LoopbackServer(load(name).create_app(verifier))
+    return LoopbackServer(load_example(name).create_app(verifier))
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,22 +15,12 @@ from resource_guard import TokenVerifier
 from resource_guard.testing import FakeIssuer
 
 from .asgi_client import lifespan, websocket
+from .loopback import load_example
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 AUDIENCE = "api://orders"
 
-
-def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"examples_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fastapi_example = load("fastapi_app")
-starlette_example = load("starlette_app")
+fastapi_example = load_example("fastapi_app")
+starlette_example = load_example("starlette_app")
 
 
 @pytest.fixture(scope="module")

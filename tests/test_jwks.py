@@ -25,8 +25,8 @@ from resource_guard import (
     UnsupportedAlgorithmError,
 )
 from resource_guard._jwks import MAX_BACKOFF, RemoteKeySource
-from resource_guard.testing import FakeIssuer, SigningKey
-from tests.helpers import FakeClock, b64url
+from resource_guard.testing import FakeClock, FakeIssuer, SigningKey
+from tests.helpers import b64url
 
 AUDIENCE = "api://default"
 TTL = 600.0  # the default refresh_interval: the keys' age when the JWKS sets no max-age
@@ -68,11 +68,6 @@ class Gate(httpx.AsyncBaseTransport):
             finally:
                 self.held -= 1
         return await self._inner.handle_async_request(request)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

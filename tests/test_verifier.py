@@ -28,15 +28,10 @@ from resource_guard import (
     _verifier,
 )
 from resource_guard._keyset import VerificationKey
-from resource_guard.testing import FakeIssuer
-from tests.helpers import FakeClock, b64url, compact, segment
+from resource_guard.testing import FakeClock, FakeIssuer
+from tests.helpers import b64url, compact, segment
 
 AUDIENCE = "api://orders"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

@@ -17,14 +17,12 @@ import hmac as hmac_module
 import json
 import re
 import ssl
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import uvicorn
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -405,37 +403,6 @@ async def asgi_call(
 
 
 # -- a real server on loopback ----------------------------------------------------------
-
-
-@dataclass
-class Uvicorn:
-    """uvicorn serving ``app`` on 127.0.0.1 (ephemeral port) in a thread, with lifespan."""
-
-    app: ASGIApp
-    thread: threading.Thread | None = None
-    server: uvicorn.Server | None = field(default=None, repr=False)
-
-    def __enter__(self) -> str:
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=0, lifespan="on", log_level="critical"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def __exit__(self, *exc_info: object) -> None:
-        assert self.server is not None
-        assert self.thread is not None
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        assert not self.thread.is_alive(), "uvicorn did not stop"
 
 
 # -- the attacker's kit ------------------------------------------------------------------

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from resource_guard import TokenVerifier
-from resource_guard.testing import FakeIssuer, generate_key
-from tests.helpers import FakeClock
+from resource_guard.testing import FakeClock, FakeIssuer, generate_key
+from tests.helpers import START
 
 from ._harness import AUDIENCE, Guarded, Keys, Kit, b64url
 
@@ -40,8 +40,6 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 # -- the legitimate issuer, the attacker's issuer and the app under attack --------------
-
-START = 1_800_000_000.0
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from resource_guard import InvalidTokenError, TokenVerifier
-from resource_guard.testing import FakeIssuer, SigningKey, generate_key
-from tests.helpers import FakeClock
+from resource_guard.testing import FakeClock, FakeIssuer, SigningKey, generate_key
+from tests.helpers import START
 
 from ._harness import AUDIENCE, b64url, json_bytes, signed
 
@@ -34,7 +34,7 @@ async def verifier(key: SigningKey) -> AsyncIterator[TokenVerifier]:
     async with (
         fake.async_client() as client,
         TokenVerifier(
-            ISSUER, AUDIENCE, http_client=client, cache_size=CACHE_SIZE, clock=FakeClock()
+            ISSUER, AUDIENCE, http_client=client, cache_size=CACHE_SIZE, clock=FakeClock(START)
         ) as started,
     ):
         yield started

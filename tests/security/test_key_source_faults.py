@@ -24,8 +24,7 @@ import httpx
 import pytest
 
 from resource_guard import TokenVerifier
-from resource_guard.testing import FakeIssuer, SigningKey, generate_key
-from tests.helpers import FakeClock
+from resource_guard.testing import FakeClock, FakeIssuer, SigningKey, generate_key
 
 from ._harness import AUDIENCE, Guarded, asgi_call, assert_refused, assert_served
 
@@ -61,11 +60,6 @@ def _free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from resource_guard import TokenVerifier
-from resource_guard.testing import FakeIssuer
-from tests.helpers import FakeClock
+from resource_guard.testing import FakeClock, FakeIssuer
+from tests.loopback import LoopbackServer
 
-from ._harness import AUDIENCE, Guarded, Kit, Req, Uvicorn, assert_refused, request_secrets
+from ._harness import AUDIENCE, Guarded, Kit, Req, assert_refused, request_secrets
 from .test_attacks import CASES_BY_ID
 
 pytestmark = pytest.mark.slow
@@ -68,7 +68,7 @@ def served(legit_issuer: FakeIssuer, security_clock: FakeClock) -> Iterator[tupl
     verifier = TokenVerifier(legit_issuer.issuer, AUDIENCE, clock=security_clock)
     app = Guarded(verifier, legit_issuer)
     fetches = legit_issuer.counts["jwks"]
-    with Uvicorn(app.app) as url:
+    with LoopbackServer(app.app, log_level="critical") as url:
         assert legit_issuer.counts["jwks"] == fetches + 1  # at start-up, before any request
         yield app, url
 
