@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -13,6 +14,8 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from resource_guard.testing import FakeIssuer
+
 ROOT = Path(__file__).resolve().parent.parent
 AUDIENCE = "api://bench"
 SCOPES = ("orders:read", "orders:write")
@@ -20,6 +23,16 @@ CLIENT_ID = "bench-client"
 SERVER_CPU = "0"
 """The core servers are pinned to (``taskset``); load generators get the other one."""
 CLIENT_CPU = "1"
+
+
+def issuer_env(fake: FakeIssuer) -> dict[str, str]:
+    """The ``BENCH_*`` variables that point a benchmark app at ``fake`` (served)."""
+    return {
+        "BENCH_ISSUER": fake.issuer,
+        "BENCH_JWKS_URI": fake.jwks_uri,
+        "BENCH_AUDIENCE": AUDIENCE,
+        "BENCH_PUBLIC_JWK": json.dumps(fake.current_key.public_jwk()),
+    }
 
 
 def pinned(command: list[str], cpu: str) -> list[str]:

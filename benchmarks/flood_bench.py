@@ -15,7 +15,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from benchmarks._common import AUDIENCE, SCOPES, Server, servers
+from benchmarks._common import AUDIENCE, SCOPES, Server, issuer_env, servers
 from benchmarks._stats import fmt, ratio, table
 from benchmarks.loadgen import Load, LoadResult, run_client
 from resource_guard.testing import FakeIssuer
@@ -69,9 +69,7 @@ def measure_flood(
     fake = FakeIssuer(audience=AUDIENCE)
     with fake.serve():
         env = {
-            "BENCH_ISSUER": fake.issuer,
-            "BENCH_JWKS_URI": fake.jwks_uri,
-            "BENCH_AUDIENCE": AUDIENCE,
+            **issuer_env(fake),
             "BENCH_COOLDOWN": str(cooldown),
             "BENCH_LAG": "1",
         }

@@ -8,11 +8,18 @@ shows medians over the rounds.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from benchmarks._common import AUDIENCE, CLIENT_ID, SCOPES, Server, http_get, servers
+from benchmarks._common import (
+    AUDIENCE,
+    CLIENT_ID,
+    SCOPES,
+    Server,
+    http_get,
+    issuer_env,
+    servers,
+)
 from benchmarks._stats import fmt, median, ratio, table
 from benchmarks.loadgen import Load, LoadResult, run
 from resource_guard.testing import FakeIssuer
@@ -101,12 +108,7 @@ def measure_http(
     """Load every variant ``rounds`` times, in alternation; one row per variant."""
     fake = FakeIssuer(audience=AUDIENCE)
     with fake.serve():
-        env = {
-            "BENCH_ISSUER": fake.issuer,
-            "BENCH_JWKS_URI": fake.jwks_uri,
-            "BENCH_AUDIENCE": AUDIENCE,
-            "BENCH_PUBLIC_JWK": json.dumps(fake.current_key.public_jwk()),
-        }
+        env = issuer_env(fake)
         tokens = {
             variant.label: tuple(
                 fake.mint(f"user-{index}", scopes=SCOPES, client_id=CLIENT_ID, expires_in=7200)

@@ -6,12 +6,11 @@ benchmarks/ from rotting as the library changes. Servers and load stay on 127.0.
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 from benchmarks import _stats, apps, flood_bench, http_bench, loadgen, run, verify_bench
-from benchmarks._common import AUDIENCE
+from benchmarks._common import AUDIENCE, issuer_env
 
 from resource_guard.testing import FakeIssuer
 
@@ -87,12 +86,6 @@ def test_runner_prints_the_machine_line(capsys: pytest.CaptureFixture[str]) -> N
 @pytest.mark.parametrize("name", apps.APPS)
 async def test_every_benchmark_app_builds_and_answers_health(name: str) -> None:
     fake = FakeIssuer(audience=AUDIENCE)
-    env = {
-        "BENCH_ISSUER": fake.issuer,
-        "BENCH_JWKS_URI": fake.jwks_uri,
-        "BENCH_AUDIENCE": AUDIENCE,
-        "BENCH_PUBLIC_JWK": json.dumps(fake.current_key.public_jwk()),
-    }
-    result = await call(apps.build(name, env), path="/health")
+    result = await call(apps.build(name, issuer_env(fake)), path="/health")
     assert result.status == 200
     assert result.json() == {"status": "ok"}

@@ -23,16 +23,6 @@ fastapi_example = load_example("fastapi_app")
 starlette_example = load_example("starlette_app")
 
 
-@pytest.fixture(scope="module")
-def fake() -> FakeIssuer:
-    return FakeIssuer(audience=AUDIENCE, algorithm="ES256")
-
-
-@pytest.fixture
-def verifier(fake: FakeIssuer) -> TokenVerifier:
-    return TokenVerifier(fake.issuer, AUDIENCE, http_client=fake.async_client())
-
-
 @pytest.fixture(params=["fastapi", "starlette"])
 async def app(request: pytest.FixtureRequest, verifier: TokenVerifier) -> AsyncIterator[Any]:
     module = fastapi_example if request.param == "fastapi" else starlette_example

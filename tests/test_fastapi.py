@@ -82,16 +82,6 @@ def build_app(verifier: TokenVerifier | None, **options: Any) -> FastAPI:
     return app
 
 
-@pytest.fixture(scope="module")
-def fake() -> FakeIssuer:
-    return FakeIssuer(audience=AUDIENCE, algorithm="ES256")
-
-
-@pytest.fixture
-def verifier(fake: FakeIssuer) -> TokenVerifier:
-    return TokenVerifier(fake.issuer, AUDIENCE, http_client=fake.async_client())
-
-
 @pytest.fixture
 def app(verifier: TokenVerifier) -> FastAPI:
     return build_app(verifier)

@@ -300,6 +300,20 @@ async def test_keys_past_their_age_serve_on_when_that_refresh_fails(
     assert fake.counts["jwks"] == 2
 
 
+async def assert_refreshed_just_after(
+    due: float, verifier: TokenVerifier, fake: FakeIssuer, clock: FakeClock
+) -> None:
+    """Traffic keeps the first JWKS until ``due`` seconds after start, then refreshes it."""
+    clock.advance(due - 1)
+    await verifier.verify(fake.mint())
+    await settle()
+    assert fake.counts["jwks"] == 1
+    clock.advance(2)
+    await verifier.verify(fake.mint())
+    await settle()
+    assert fake.counts["jwks"] == 2
+
+
 @pytest.mark.parametrize(
     ("max_age", "ttl"),
     [(120, 120.0), (0, 60.0), (5, 60.0), (100_000, TTL), (None, TTL)],
@@ -311,14 +325,7 @@ async def test_cache_control_max_age_is_honoured_within_bounds(
     fake.jwks_max_age = max_age
     verifier = make(max_stale=0)
     await verifier.start()
-    clock.advance(0.8 * ttl - 1)
-    await verifier.verify(fake.mint())
-    await settle()
-    assert fake.counts["jwks"] == 1
-    clock.advance(2)
-    await verifier.verify(fake.mint())
-    await settle()
-    assert fake.counts["jwks"] == 2
+    await assert_refreshed_just_after(0.8 * ttl, verifier, fake, clock)
 
 
 async def test_the_age_floor_is_the_cooldown_when_it_is_longer(
@@ -327,14 +334,7 @@ async def test_the_age_floor_is_the_cooldown_when_it_is_longer(
     fake.jwks_max_age = 1
     verifier = make(cooldown=200)
     await verifier.start()
-    clock.advance(0.8 * 200 - 1)
-    await verifier.verify(fake.mint())
-    await settle()
-    assert fake.counts["jwks"] == 1
-    clock.advance(2)
-    await verifier.verify(fake.mint())
-    await settle()
-    assert fake.counts["jwks"] == 2
+    await assert_refreshed_just_after(0.8 * 200, verifier, fake, clock)
 
 
 async def test_discovery_happens_once(

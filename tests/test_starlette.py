@@ -20,8 +20,6 @@ from resource_guard.testing import FakeIssuer
 
 from .asgi_client import Result, call, websocket
 
-AUDIENCE = "api://orders"
-
 
 @require_scopes("orders:read")
 async def list_orders(request: Request) -> JSONResponse:
@@ -77,16 +75,6 @@ ROUTES = [
     Route("/health", list_orders),
     WebSocketRoute("/feed", order_feed),
 ]
-
-
-@pytest.fixture(scope="module")
-def fake() -> FakeIssuer:
-    return FakeIssuer(audience=AUDIENCE, algorithm="ES256")
-
-
-@pytest.fixture
-def verifier(fake: FakeIssuer) -> TokenVerifier:
-    return TokenVerifier(fake.issuer, AUDIENCE, http_client=fake.async_client())
 
 
 def build(verifier: TokenVerifier, **options: Any) -> Starlette:
