@@ -24,7 +24,13 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from resource_guard import AccessToken, KeysUnavailableError, TokenVerifier
+from resource_guard import (
+    AccessToken,
+    InvalidTokenError,
+    KeysUnavailableError,
+    TokenVerifier,
+    _verifier,
+)
 from resource_guard.middleware import BearerAuthMiddleware, TokenUser, get_access_token
 from resource_guard.testing import FakeClock, FakeIssuer, generate_key
 
@@ -313,6 +319,48 @@ async def test_each_request_owns_its_scope_list(verifier: TokenVerifier, fake: F
             "orders:read",
             "orders:write",
         ]
+
+
+async def test_a_verifier_subclass_overriding_verify_sees_every_request(
+    fake: FakeIssuer,
+) -> None:
+    """The cache shortcut is TokenVerifier's own: an overridden verify() (say, a jti
+    deny-list) is called for every request, cached token or not."""
+    calls: list[str] = []
+
+    class DenyListVerifier(TokenVerifier):
+        async def verify(self, token: str) -> AccessToken:
+            calls.append(token)
+            verified = await super().verify(token)
+            if verified.subject == "mallory":
+                raise InvalidTokenError("the token was revoked")
+            return verified
+
+    async with fake.async_client() as client:
+        app = protect(DenyListVerifier(fake.issuer, AUDIENCE, http_client=client))
+        alice, mallory = fake.mint("alice"), fake.mint("mallory")
+        for _ in range(2):
+            assert (await call(app, headers=bearer(alice))).status == 200
+            assert_refusal(await call(app, headers=bearer(mallory)), 401, "invalid_token")
+    assert calls == [alice, mallory, alice, mallory]
+
+
+async def test_a_new_token_is_hashed_once_per_request(
+    app: Starlette, fake: FakeIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The look-up's cache key is reused when the token must be verified afresh."""
+    hashed: list[bytes] = []
+    real_hash = _verifier._token_hash
+
+    def counting(data: bytes) -> Any:
+        hashed.append(data)
+        return real_hash(data)
+
+    monkeypatch.setattr(_verifier, "_token_hash", counting)
+    token = fake.mint()
+    for requests in (1, 2):
+        assert (await call(app, headers=bearer(token))).status == 200
+        assert hashed == [token.encode()] * requests
 
 
 async def test_a_cached_token_expires_like_any_other(fake: FakeIssuer) -> None:

@@ -168,8 +168,9 @@ class TokenVerifier:
         self._scopes = ScopeRules(
             opt.strings("scope_claims", scope_claims, allow_empty=True), scope_mapper
         )
-        self._max_length = opt.count("max_token_bytes", max_token_bytes, low=256, high=1024 * 1024)
-        self._parser = TokenParser(self._max_length)
+        self._parser = TokenParser(
+            opt.count("max_token_bytes", max_token_bytes, low=256, high=1024 * 1024)
+        )
         size = opt.count("cache_size", cache_size, low=0, high=10_000_000)
         self._cache = _TokenCache(size) if size else None
         self._keys = RemoteKeySource(
@@ -268,6 +269,11 @@ class TokenVerifier:
         found = self._lookup(token)
         if isinstance(found, AccessToken):
             return found
+        return await self._verify_afresh(token, found)
+
+    async def _verify_afresh(self, token: str, digest: bytes) -> AccessToken:
+        """:meth:`verify` after a cache miss; ``digest`` is the token's cache key that
+        :meth:`_lookup` gave (b"" when the token is not cached)."""
         try:
             header, payload, signing_input, signature = self._parser.parts(token)
             alg = header.alg
@@ -275,7 +281,7 @@ class TokenVerifier:
                 raise UnsupportedAlgorithmError(f"algorithm {alg!r:.40} is not allowed")
             keys = self._keys
             key = keys.current_key(header.kid, alg) or await keys.get_key(header.kid, alg)
-            return self._accept(key, header, payload, signing_input, signature, found)
+            return self._accept(key, header, payload, signing_input, signature, digest)
         except InvalidTokenError as exc:
             logger.debug("token refused (%s): %s", exc.code, exc.message)
             raise
@@ -295,7 +301,7 @@ class TokenVerifier:
         if (
             cache is None
             or (kind is not str and kind is not bytes)
-            or len(token) > self._max_length
+            or len(token) > self._parser.max_length
             or not token.isascii()
         ):
             return b""

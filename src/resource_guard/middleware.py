@@ -273,8 +273,11 @@ class BearerAuthMiddleware:
             raise ValueError("realm must be a non-empty string of printable ASCII")
         self.app = app
         self.verifier = verifier
-        # A TokenVerifier answers a token it verified before without a coroutine.
-        self._lookup = verifier._lookup if isinstance(verifier, TokenVerifier) else None
+        # A TokenVerifier answers a token it verified before without a coroutine, unless
+        # a subclass overrides verify(): then every request goes through that override.
+        self._fast: TokenVerifier | None = None
+        if isinstance(verifier, TokenVerifier) and type(verifier).verify is TokenVerifier.verify:
+            self._fast = verifier
         self._exact, self._prefixes = _public_rules(public_paths)
         self._public = bool(self._exact or self._prefixes)
         self._anonymous = allow_anonymous
@@ -297,7 +300,7 @@ class BearerAuthMiddleware:
             return
 
         replies = self._replies
-        lookup = self._lookup
+        fast = self._fast
         scope[REPLIES_KEY] = replies
         scope[APP_KEY] = scope.get("app")
         if self._public and self._is_public(scope):
@@ -307,11 +310,16 @@ class BearerAuthMiddleware:
         query = scope.get("query_string") or b""
         token: AccessToken | None = None
         raw = ""
-        if lookup is not None and not query:
+        quick: bytes | None = None
+        digest = b""
+        if fast is not None and not query:
             # A token verified before: no parsing, no coroutine (the common case).
             quick = quick_token(headers)
-            found = None if quick is None else lookup(quick)
-            token = found if isinstance(found, AccessToken) else None
+            found = None if quick is None else fast._lookup(quick)
+            if isinstance(found, AccessToken):
+                token = found
+            elif found:
+                digest = found
         if token is None:
             try:
                 extracted = extract_token(headers, query)
@@ -333,7 +341,10 @@ class BearerAuthMiddleware:
                 return
 
         if token is None:
-            outcome = await self._verify(raw)
+            # raw is a substring of what follows "Bearer ": of equal length, it is that
+            # very token, whose cache key the look-up already computed.
+            same = quick is not None and len(quick) == len(raw)
+            outcome = await self._verify(raw, digest if same else b"")
             if isinstance(outcome, Reply):
                 await send_reply(scope, receive, send, outcome)
                 return
@@ -350,10 +361,14 @@ class BearerAuthMiddleware:
         except AccessRefused as refusal:  # raised before the route answered
             await send_reply(scope, receive, send, refusal.reply)
 
-    async def _verify(self, raw: str) -> AccessToken | Reply:
-        """The verified token, or the reply refusing it."""
+    async def _verify(self, raw: str, digest: bytes) -> AccessToken | Reply:
+        """The verified token, or the reply refusing it. ``digest``: the token's cache key
+        when the look-up already computed it (then it is not hashed again)."""
         replies = self._replies
+        fast = self._fast
         try:
+            if digest and fast is not None:
+                return await fast._verify_afresh(raw, digest)
             return await self.verifier.verify(raw)
         except InvalidTokenError as exc:
             return replies.invalid_token(exc.description)
