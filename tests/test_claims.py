@@ -141,10 +141,31 @@ def test_strict_mode_requires_at_jwt(typ: str | None) -> None:
         pytest.param({"scp": ["a", "b"]}, {"a", "b"}, id="scp-list"),
         pytest.param({"scp": "a b"}, {"a", "b"}, id="scp-string"),
         pytest.param({"scope": "a", "scp": ["b"]}, {"a", "b"}, id="union"),
+        pytest.param({"scope": " a  b "}, {"a", "b"}, id="runs-of-spaces"),
     ],
 )
 def test_extracts_scopes(payload: dict[str, Any], expected: set[str]) -> None:
     assert ScopeRules().extract(payload) == expected
+
+
+@pytest.mark.parametrize(
+    ("claim", "value", "expected"),
+    [
+        pytest.param("scope", "read\twrite", set(), id="tab"),
+        pytest.param("scope", "read\nwrite", set(), id="newline"),
+        pytest.param("scope", "read\r\nwrite admin", {"admin"}, id="crlf-then-space"),
+        pytest.param("scp", "read\x0bwrite", set(), id="vertical-tab"),
+        pytest.param("scope", "read\u00a0write", set(), id="no-break-space"),
+        pytest.param("scope", "read\u2003write", set(), id="em-space"),
+        pytest.param("scope", 'a "quoted" b\\', {"a"}, id="quote-and-backslash"),
+    ],
+)
+def test_scope_strings_split_on_single_spaces_only(
+    claim: str, value: str, expected: set[str]
+) -> None:
+    """RFC 6749 §3.3: scope tokens are separated by %x20 and hold no other white space;
+    a malformed token grants nothing, neither whole nor in pieces."""
+    assert ScopeRules().extract({claim: value}) == expected
 
 
 @pytest.mark.parametrize(
@@ -201,8 +222,8 @@ def test_a_failing_scope_mapper_refuses_the_token(caplog: pytest.LogCaptureFixtu
     assert "KeyError" in caplog.text
 
 
-def test_unusual_but_valid_claims_pass_the_careful_path() -> None:
-    """An int subclass for exp (JSON never makes one, a mapping may) is judged one by one."""
+def test_unusual_but_valid_claim_types_pass() -> None:
+    """An int subclass for exp (JSON never makes one, a mapping may) is a number too."""
 
     class Seconds(int):
         pass

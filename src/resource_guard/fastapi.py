@@ -35,8 +35,9 @@ except ImportError as exc:
 
 from starlette.requests import HTTPConnection
 
-from ._bearer import Reply, check_scope_names
+from ._bearer import Reply
 from ._models import AccessToken
+from ._scopes import check_scope_names
 from .middleware import (
     APP_KEY,
     DENIAL_EXTENSION,

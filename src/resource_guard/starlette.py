@@ -28,7 +28,8 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from ._bearer import Reply, check_scope_names
+from ._bearer import Reply
+from ._scopes import check_scope_names
 from .middleware import check_access, send_reply
 
 __all__ = ["require_scopes"]

@@ -9,16 +9,15 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote_plus
 
+from .._scopes import SCOPE_TOKEN
 from ._http import HTTPReply, HTTPRequest, json_reply
 
 __all__ = ["Grant", "OAuthError", "RegisteredClient", "authorize", "error_reply", "token_reply"]
 
-_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")  # RFC 6749 §3.3 scope-token
 _NO_STORE = (("cache-control", "no-store"), ("pragma", "no-cache"))
 
 
@@ -143,7 +142,7 @@ def _scopes(form: Mapping[str, str], client: RegisteredClient) -> tuple[str, ...
     if not requested.strip():
         return client.scopes
     scopes = tuple(dict.fromkeys(requested.split(" ")))
-    if not all(_SCOPE_TOKEN.match(scope) for scope in scopes):
+    if not all(SCOPE_TOKEN.fullmatch(scope) for scope in scopes):
         raise OAuthError(400, "invalid_scope", "the scope parameter is malformed")
     if not set(scopes) <= set(client.scopes):
         raise OAuthError(400, "invalid_scope", "a requested scope is not allowed for this client")
