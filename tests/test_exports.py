@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import types
+
+import pytest
 
 import resource_guard
 import resource_guard.exceptions
@@ -24,8 +27,44 @@ def test_every_error_is_exported_from_the_package() -> None:
 
 
 def test_every_error_has_its_own_code() -> None:
-    classes = [
+    classes = {
         getattr(resource_guard.exceptions, name) for name in resource_guard.exceptions.__all__
-    ]
+    }
     codes = [cls.code for cls in classes]
     assert len(set(codes)) == len(codes)
+
+
+def test_the_former_name_of_a_refused_algorithm_is_the_same_class() -> None:
+    """Code catching UnsupportedAlgorithmError keeps working after the rename."""
+    exceptions = resource_guard.exceptions
+    assert exceptions.UnsupportedAlgorithmError is exceptions.AlgorithmNotAllowedError
+    assert exceptions.AlgorithmNotAllowedError.code == "unsupported_algorithm"
+
+
+def test_the_version_comes_from_the_package_metadata() -> None:
+    assert resource_guard.__version__ == importlib.metadata.version("resource-guard")
+
+
+@pytest.mark.parametrize(
+    ("error", "description"),
+    [
+        (resource_guard.ExpiredTokenError(), "the token expired"),
+        (
+            resource_guard.InvalidSignatureError("bad signature for kid='k'"),
+            "signature verification failed",
+        ),
+        (
+            resource_guard.UnknownKeyError("no published key has kid 'k'"),
+            "signature verification failed",
+        ),
+        (
+            resource_guard.InvalidIssuerError("iss", "does not name the expected issuer"),
+            "'iss' claim does not name the expected issuer",
+        ),
+    ],
+    ids=["expired", "signature", "unknown-kid", "claim"],
+)
+def test_each_error_has_one_client_facing_description(
+    error: resource_guard.InvalidTokenError, description: str
+) -> None:
+    assert error.description == description

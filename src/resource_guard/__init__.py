@@ -3,10 +3,13 @@
 Verify bearer JWT access tokens locally against the issuer's JWKS, fast and safely.
 """
 
+import importlib.metadata
+
 from ._models import AccessToken
 from ._verifier import TokenVerifier
 from .client import ClientCredentialsAuth
 from .exceptions import (
+    AlgorithmNotAllowedError,
     ExpiredTokenError,
     ImmatureTokenError,
     InsufficientScopeError,
@@ -25,10 +28,11 @@ from .exceptions import (
 )
 from .middleware import BearerAuthMiddleware, TokenUser, get_access_token
 
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("resource-guard")
 
 __all__ = [
     "AccessToken",
+    "AlgorithmNotAllowedError",
     "BearerAuthMiddleware",
     "ClientCredentialsAuth",
     "ExpiredTokenError",

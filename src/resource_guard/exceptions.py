@@ -7,7 +7,7 @@ never contain a token, a secret or key material.
 ResourceGuardError                  root, never raised directly
 ├── InvalidTokenError               the token must be refused (HTTP 401 invalid_token)
 │   ├── MalformedTokenError         not a compact JWS we can read: size, segments, base64, JSON
-│   ├── UnsupportedAlgorithmError   `alg` outside the allow-list (`none`, HS256, ...)
+│   ├── AlgorithmNotAllowedError    `alg` outside the allow-list (`none`, HS256, ...)
 │   ├── UnknownKeyError             no published key matches the token's `kid` (after refetch)
 │   ├── InvalidSignatureError       the signature does not verify with the selected key
 │   ├── InvalidTokenTypeError       header `typ` is not an access-token type
@@ -16,10 +16,15 @@ ResourceGuardError                  root, never raised directly
 │       ├── ImmatureTokenError      `nbf` or `iat` lies in the future (beyond the leeway)
 │       ├── InvalidIssuerError      `iss` is not the configured issuer
 │       └── InvalidAudienceError    `aud` names none of the configured audiences
-├── InsufficientScopeError          a valid token lacks scopes a route needs (HTTP 403)
+├── InsufficientScopeError          AccessToken.require_scopes(): scopes missing
 ├── KeysUnavailableError            no usable verification key can be had now (HTTP 503)
 └── TokenRequestError               the client-credentials token endpoint refused or failed
 ```
+
+``UnsupportedAlgorithmError`` is the former name of :class:`AlgorithmNotAllowedError` (an
+alias, same class and code). Every :class:`InvalidTokenError` has one client-facing text,
+:attr:`~InvalidTokenError.description`: the class's fixed ``public_description`` where the
+precise message could serve as an oracle, else the message itself.
 
 Misconfiguration is not a token problem: constructors raise :class:`ValueError` or
 :class:`TypeError` with a message that says what to fix.
@@ -30,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
+    "AlgorithmNotAllowedError",
     "ExpiredTokenError",
     "ImmatureTokenError",
     "InsufficientScopeError",
@@ -67,9 +73,12 @@ class InvalidTokenError(ResourceGuardError):
 
     code = "invalid_token"
     public_description: str | None = None
+    """A fixed client-facing text for every error of this class; None sends ``message``."""
 
     @property
     def description(self) -> str:
+        """The ``error_description`` sent to the client: ``public_description``, else the
+        message (which never holds anything of the token but claim names)."""
         return self.public_description or self.message
 
 
@@ -80,11 +89,19 @@ class MalformedTokenError(InvalidTokenError):
     code = "malformed_token"
 
 
-class UnsupportedAlgorithmError(InvalidTokenError):
-    """The header's ``alg`` is not in the verifier's allow-list (``none`` never is)."""
+class AlgorithmNotAllowedError(InvalidTokenError):
+    """The header's ``alg`` is not in the verifier's allow-list (``none`` never is).
+
+    The code keeps its first spelling, ``unsupported_algorithm``, for log queries and
+    alerts that match on it.
+    """
 
     code = "unsupported_algorithm"
     public_description = "the token's signing algorithm is not accepted"
+
+
+UnsupportedAlgorithmError = AlgorithmNotAllowedError
+"""Deprecated alias of :class:`AlgorithmNotAllowedError` (the class's first name)."""
 
 
 class UnknownKeyError(InvalidTokenError):
@@ -129,13 +146,10 @@ class ExpiredTokenError(InvalidClaimError):
     """``exp`` lies in the past by more than the leeway."""
 
     code = "token_expired"
+    public_description = "the token expired"
 
     def __init__(self, claim: str = "exp", reason: str = "has passed: the token expired") -> None:
         super().__init__(claim, reason)
-
-    @property
-    def description(self) -> str:
-        return "the token expired"
 
 
 class ImmatureTokenError(InvalidClaimError):
@@ -157,7 +171,12 @@ class InvalidAudienceError(InvalidClaimError):
 
 
 class InsufficientScopeError(ResourceGuardError):
-    """A valid token lacks scopes that the route requires.
+    """A valid token lacks scopes that the caller requires.
+
+    Raised by :meth:`AccessToken.require_scopes <resource_guard.AccessToken.require_scopes>`
+    (your own code, and ``resource-guard token verify --scope``). The middleware and the
+    FastAPI/Starlette ``require_scopes`` checks never raise it: they answer 403
+    ``insufficient_scope`` themselves.
 
     ``required`` holds every scope the route asks for (for the ``scope`` challenge
     parameter), ``missing`` the ones this token lacks.
