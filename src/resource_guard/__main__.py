@@ -4,5 +4,5 @@ import sys
 
 from resource_guard.cli import main
 
-if __name__ == "__main__":  # pragma: no cover - run as a real process by tests/test_cli.py
+if __name__ == "__main__":  # pragma: no cover - tests/cli/test_processes.py runs it
     sys.exit(main())

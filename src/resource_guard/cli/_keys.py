@@ -1,11 +1,13 @@
 """The fake issuer's key file: a private JWKS kept on disk (mode 0600), made on first use.
 
-``issuer serve`` and ``token mint`` read the same file, so tokens minted from the command
-line verify against the served issuer, and a restarted issuer keeps its keys.
+``issuer serve`` and ``token mint`` read the same file (both take ``--key-file``, set up
+here), so tokens minted from the command line verify against the served issuer, and a
+restarted issuer keeps its keys.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -18,10 +20,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from ._cli_common import MAX_INPUT_BYTES, CLIError
-from .testing import SUPPORTED_ALGORITHMS, SigningKey, generate_key
+from resource_guard.testing import SUPPORTED_ALGORITHMS, SigningKey, generate_key
 
-__all__ = ["KEY_FILE_VARIABLE", "default_key_file", "load_or_create_keys"]
+from ._common import MAX_INPUT_BYTES, CLIError
+
+__all__ = ["KEY_FILE_VARIABLE", "add_key_file_option", "default_key_file", "load_or_create_keys"]
 
 KEY_FILE_VARIABLE = "RESOURCE_GUARD_KEY_FILE"
 _KEY_FILE_NAME = "fake-issuer-keys.json"
@@ -42,6 +45,17 @@ def default_key_file(environ: Mapping[str, str] | None = None) -> Path:
     config_home = env.get("XDG_CONFIG_HOME", "").strip()
     base = Path(config_home) if config_home else Path.home() / ".config"
     return base / "resource-guard" / _KEY_FILE_NAME
+
+
+def add_key_file_option(parser: argparse.ArgumentParser) -> None:
+    """``--key-file PATH``, the same for every command that signs."""
+    parser.add_argument(
+        "--key-file",
+        default=str(default_key_file()),
+        metavar="PATH",
+        help="the issuer's private keys (a JSON private JWKS, mode 0600), created on first "
+        f"use; default: ${KEY_FILE_VARIABLE} or %(default)s",
+    )
 
 
 def _check_private(path: Path, info: os.stat_result) -> None:

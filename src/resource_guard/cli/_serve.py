@@ -1,4 +1,5 @@
-"""``issuer serve``: the fake issuer over HTTP on 127.0.0.1, with persistent keys."""
+"""``issuer serve``: the fake issuer over HTTP on 127.0.0.1, with persistent keys; its
+options and what it does."""
 
 from __future__ import annotations
 
@@ -13,12 +14,27 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from ._cli_common import EXIT_OK, MAX_INPUT_BYTES, CLIError
-from ._cli_keys import load_or_create_keys
-from ._cli_tokens import split_words
-from .testing import DEFAULT_AUDIENCE, FakeIssuer
+from resource_guard.testing import DEFAULT_AUDIENCE, SUPPORTED_ALGORITHMS, FakeIssuer
 
-__all__ = ["Client", "parse_client", "run_serve", "serve"]
+from ._common import (
+    EXIT_OK,
+    MAX_INPUT_BYTES,
+    CLIError,
+    ListOption,
+    formatter,
+    split_words,
+)
+from ._keys import add_key_file_option, load_or_create_keys
+
+__all__ = [
+    "Client",
+    "add_issuer_command",
+    "build_issuer",
+    "parse_client",
+    "run_serve",
+    "serve",
+    "stop_on_signals",
+]
 
 _CLIENT_KEYS = frozenset({"client_id", "client_secret", "scopes", "audience", "expires_in"})
 _CONFIG_KEYS = frozenset({"audience", "clients"})
@@ -40,7 +56,7 @@ class Client:
 
 def parse_client(text: str) -> Client:
     """``ID:SECRET`` or ``ID:SECRET:SCOPE1,SCOPE2``: the secret ends at the second colon
-    (scopes may hold colons, secrets may not)."""
+    (scopes may hold colons, secrets may not); scopes split as every list value does."""
     client_id, colon, rest = text.partition(":")
     if not colon or not client_id or not rest:
         raise argparse.ArgumentTypeError(
@@ -129,7 +145,7 @@ def build_issuer(args: argparse.Namespace) -> tuple[FakeIssuer, list[Client], bo
         raise CLIError("--path must start with '/' and hold no query, e.g. /oauth2/default")
     audience, clients = load_config(Path(args.config)) if args.config else (None, [])
     if args.audience:
-        audience = tuple(split_words(args.audience))
+        audience = tuple(args.audience)
     clients = [*clients, *(args.client or ())]
     keys, created = load_or_create_keys(Path(args.key_file), algorithm=args.algorithm)
     fake = FakeIssuer(
@@ -197,7 +213,7 @@ def serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
 
 
 @contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """SIGINT (Ctrl-C) and SIGTERM set ``stop``; handlers are restored afterwards."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -219,5 +235,86 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 def run_serve(args: argparse.Namespace, out: TextIO) -> int:
     """``issuer serve``: runs until Ctrl-C or SIGTERM."""
     stop = threading.Event()
-    with _stop_on_signals(stop):
+    with stop_on_signals(stop):
         return serve(args, out, stop)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535; 0: any free)")
+    return port
+
+
+def add_issuer_command(commands: argparse._SubParsersAction[Any]) -> None:
+    """``issuer serve``."""
+    issuer = commands.add_parser(
+        "issuer",
+        help="run the fake issuer",
+        description="Run the fake OAuth 2.0 issuer for development and tests.",
+        formatter_class=formatter,
+    )
+    issuer_commands = issuer.add_subparsers(dest="issuer_command", metavar="COMMAND", required=True)
+    serve_parser = issuer_commands.add_parser(
+        "serve",
+        help="serve discovery, JWKS and a token endpoint on 127.0.0.1",
+        formatter_class=formatter,
+        description=(
+            "Serve a fake issuer on 127.0.0.1 (never on other interfaces): OpenID discovery,\n"
+            "RFC 8414 metadata, the JWKS and a client-credentials token endpoint. Its keys live\n"
+            "in --key-file, so a restart keeps them and `token mint` signs with them. Runs\n"
+            "until Ctrl-C. For development and tests only: anyone who can read the key file\n"
+            "can mint tokens it accepts."
+        ),
+        epilog=(
+            "examples:\n"
+            "  resource-guard issuer serve\n"
+            "  resource-guard issuer serve --port 9400 --audience api://orders \\\n"
+            "      --client worker:s3cret:orders:read,orders:write\n"
+            "  resource-guard issuer serve --config issuer.json\n\n"
+            "config file (JSON):\n"
+            '  {"audience": "api://orders",\n'
+            '   "clients": [{"client_id": "worker", "client_secret": "s3cret",\n'
+            '                "scopes": ["orders:read"], "expires_in": 600}]}\n\n'
+            "Secrets given with --client show up in the process list; prefer --config."
+        ),
+    )
+    serve_parser.add_argument(
+        "--port", type=_port, default=9400, help="TCP port; 0 picks a free one (default 9400)"
+    )
+    serve_parser.add_argument(
+        "--path",
+        default="",
+        metavar="PATH",
+        help="issuer path after the origin, e.g. /oauth2/default (default: none)",
+    )
+    serve_parser.add_argument(
+        "--audience",
+        action=ListOption,
+        metavar="AUD",
+        help="audience of issued tokens (repeatable; comma- or space-separated; "
+        f"default {DEFAULT_AUDIENCE})",
+    )
+    serve_parser.add_argument(
+        "--client",
+        action="append",
+        type=parse_client,
+        metavar="ID:SECRET[:SCOPES]",
+        help="register a client for the client-credentials grant; SCOPES comma- or "
+        "space-separated (repeatable)",
+    )
+    serve_parser.add_argument(
+        "--config", metavar="FILE", help="JSON file with audience and clients"
+    )
+    serve_parser.add_argument(
+        "--algorithm",
+        choices=SUPPORTED_ALGORITHMS,
+        metavar="ALG",
+        help="algorithm of a newly created key file (default RS256; "
+        f"one of {', '.join(SUPPORTED_ALGORITHMS)})",
+    )
+    add_key_file_option(serve_parser)
+    serve_parser.set_defaults(handler=lambda args, streams: run_serve(args, streams[0]))
