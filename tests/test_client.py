@@ -8,6 +8,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -482,3 +483,20 @@ def test_a_token_request_does_not_follow_redirects(server: TokenServer, clock: F
 
     assert caught.value.status_code == 302
     assert len(server.token_requests) == 1
+
+
+async def test_a_resource_list_is_sent_as_repeated_form_fields(
+    mode: str, server: TokenServer, clock: FakeClock
+) -> None:
+    """RFC 8707 §2: one ``resource`` field per target, in the configured order."""
+    resources = ["https://orders.example.com/", "https://billing.example.com/", "urn:audit"]
+    auth = make_auth(server, clock, extra_params={"resource": resources, "organization": "o1"})
+
+    assert (await send(mode, auth, server)).status_code == 200
+
+    fields = parse_qsl(server.token_requests[0].content.decode())
+    assert fields == [
+        ("grant_type", "client_credentials"),
+        *(("resource", resource) for resource in resources),
+        ("organization", "o1"),
+    ]

@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from resource_guard._client_cache import DiskCache
-from resource_guard._client_token import Token
 from resource_guard.client import ClientCredentialsAuth
+from resource_guard.client._cache import DiskCache
+from resource_guard.client._token import Token
 from resource_guard.exceptions import TokenRequestError
 from resource_guard.testing import FakeClock
 from tests import client_support
@@ -154,6 +154,27 @@ def test_a_different_cache_key_uses_another_file(
 
     assert make_auth(server, clock, cache_dir, **changes).get_token() == "tok-2"
     assert len(cache_files(cache_dir)) == 2
+
+
+def test_each_resource_list_has_its_own_cache_file(
+    server: TokenServer, clock: FakeClock, cache_dir: Path
+) -> None:
+    """Different members or a different order ask for a different token (RFC 8707)."""
+    lists = [
+        ["https://a.example/", "https://b.example/"],
+        ["https://b.example/", "https://a.example/"],
+        ["https://a.example/"],
+        ["https://a.example/", "https://c.example/"],
+    ]
+    tokens = [
+        make_auth(server, clock, cache_dir, extra_params={"resource": resources}).get_token()
+        for resources in lists
+    ]
+    again = make_auth(server, clock, cache_dir, extra_params={"resource": list(lists[0])})
+
+    assert tokens == ["tok-1", "tok-2", "tok-3", "tok-4"]
+    assert len(cache_files(cache_dir)) == 4
+    assert again.get_token() == "tok-1"
 
 
 def test_scope_order_does_not_change_the_key(

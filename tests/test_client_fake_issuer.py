@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import httpx
 import jwt
@@ -148,6 +149,67 @@ def test_a_hostile_token_endpoint_reply_is_refused_once(fake: FakeIssuer, kind: 
         in_process_auth(fake).get_token()
 
     assert fake.counts["token"] == 1
+
+
+class Recording(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """The fake issuer's transport, keeping the form fields of every token request."""
+
+    def __init__(self, fake: FakeIssuer) -> None:
+        self.inner = fake.transport()
+        self.forms: list[list[tuple[str, str]]] = []
+
+    def _record(self, request: httpx.Request, body: bytes) -> None:
+        if request.url.path.endswith("/token"):
+            self.forms.append(parse_qsl(body.decode()))
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self._record(request, request.read())
+        return self.inner.handle_request(request)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self._record(request, await request.aread())
+        return await self.inner.handle_async_request(request)
+
+
+def recorded_auth(
+    fake: FakeIssuer, recording: Recording, **options: object
+) -> ClientCredentialsAuth:
+    clients = (httpx.Client(transport=recording), httpx.AsyncClient(transport=recording))
+    return in_process_auth(fake, http_client=clients, **options)
+
+
+async def test_a_one_item_resource_list_gets_a_token_from_the_fake_issuer(
+    fake: FakeIssuer,
+) -> None:
+    recording = Recording(fake)
+    auth = recorded_auth(fake, recording, extra_params={"resource": ["https://orders.test/"]})
+
+    assert claims(await auth.aget_token())["client_id"] == CLIENT_ID
+    assert recording.forms == [
+        [("grant_type", "client_credentials"), ("resource", "https://orders.test/")]
+    ]
+
+
+@pytest.mark.xfail(
+    raises=TokenRequestError,
+    reason="FakeIssuer refuses every repeated form field (invalid_request), also resource, "
+    "which RFC 8707 §2 lets a client repeat",
+)
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_several_resources_reach_the_fake_issuer_as_repeated_fields(
+    fake: FakeIssuer, mode: str
+) -> None:
+    recording = Recording(fake)
+    resources = ["https://orders.test/", "https://billing.test/"]
+    auth = recorded_auth(fake, recording, extra_params={"resource": resources})
+
+    try:
+        token = auth.get_token() if mode == "sync" else await auth.aget_token()
+    finally:
+        assert recording.forms == [
+            [("grant_type", "client_credentials"), *(("resource", r) for r in resources)]
+        ]
+    assert claims(token)["client_id"] == CLIENT_ID
 
 
 # -- through a protected app ------------------------------------------------------------------

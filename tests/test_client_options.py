@@ -58,6 +58,39 @@ BAD_OPTIONS = [
     pytest.param({"extra_params": [("a", "b")]}, TypeError, "mapping", id="params-list"),
     pytest.param({"extra_params": {"": "x"}}, ValueError, "non-empty strings", id="params-empty"),
     pytest.param({"extra_params": {"a": 1}}, TypeError, "must be a string", id="params-int"),
+    pytest.param(
+        {"extra_params": {"resource": []}}, ValueError, "must not be empty", id="params-empty-list"
+    ),
+    pytest.param(
+        {"extra_params": {"resource": ["https://a.test", 5]}},
+        TypeError,
+        "extra_params['resource'] must be a string or a list of strings",
+        id="params-list-int",
+    ),
+    pytest.param(
+        {"extra_params": {"resource": {"https://a.test"}}},
+        TypeError,
+        "a list of strings",
+        id="params-set-has-no-order",
+    ),
+    pytest.param(
+        {"extra_params": {"resource": b"https://a.test"}},
+        TypeError,
+        "a list of strings",
+        id="params-bytes",
+    ),
+    pytest.param(
+        {"extra_params": {"resource": ["https://a.test", "https://a.test#part"]}},
+        ValueError,
+        "without a fragment",
+        id="resource-fragment",
+    ),
+    pytest.param(
+        {"extra_params": {"resource": "https://a.test/#"}},
+        ValueError,
+        "without a fragment",
+        id="resource-string-fragment",
+    ),
     *(
         pytest.param({"extra_params": {name: "x"}}, ValueError, hint, id=f"params-{name}")
         for name, hint in [
@@ -133,6 +166,20 @@ def test_scopes_accept_a_string_or_a_sequence(scopes: Any, expected: tuple[str, 
     assert build(scopes=scopes).scopes == expected
 
 
+@pytest.mark.parametrize(
+    "extra_params",
+    [
+        {"resource": ["https://a.test/orders", "api://billing", "urn:x:y"]},
+        {"resource": ("https://a.test/?tenant=1",)},
+        {"audience_hint": ["x", "y"], "organization": "org_1"},
+        {"resource": "00000002-0000-0000-c000-000000000000"},
+    ],
+    ids=["resource-list", "resource-tuple-with-query", "other-names", "entra-v1-app-id"],
+)
+def test_extra_params_accept_strings_and_lists_of_strings(extra_params: dict[str, Any]) -> None:
+    build(extra_params=extra_params)
+
+
 def test_properties_report_the_configuration() -> None:
     auth = build(scopes="a", audience="api://orders")
 
@@ -168,10 +215,18 @@ def test_client_audience_variable_wins_over_the_shared_one() -> None:
     assert ClientCredentialsAuth.from_env(environ).audience == "api://called-service"
 
 
+def test_from_env_ignores_the_verifier_s_own_audience() -> None:
+    """RESOURCE_GUARD_AUDIENCE names the protected service itself: a client asking the IdP
+    for tokens addressed to it would call other services with the wrong audience."""
+    environ = {**ENV, "RESOURCE_GUARD_AUDIENCE": "api://this-service"}
+
+    assert ClientCredentialsAuth.from_env(environ).audience is None
+
+
 def test_from_env_reads_every_variable(tmp_path: Path) -> None:
     environ = {
         **ENV,
-        "RESOURCE_GUARD_AUDIENCE": "https://orders.example.com/",
+        "RESOURCE_GUARD_CLIENT_AUDIENCE": "https://orders.example.com/",
         "RESOURCE_GUARD_SCOPES": "orders:read, orders:write  audit",
         "RESOURCE_GUARD_TOKEN_CACHE_DIR": str(tmp_path / "tokens"),
         "RESOURCE_GUARD_CLIENT_AUTH_METHOD": "client_secret_post",

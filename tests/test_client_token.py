@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from resource_guard._client_token import safe_text
 from resource_guard.client import ClientCredentialsAuth
+from resource_guard.client._token import safe_text
 from resource_guard.exceptions import TokenRequestError
 from resource_guard.testing import FakeClock
 from tests.client_support import (

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ._fetch import FetchError, _Inflater
-from .exceptions import TokenRequestError
+from .._fetch import FetchError, _Inflater
+from ..exceptions import TokenRequestError
 
 MAX_REPLY_BYTES = 64 * 1024
 MAX_BACKOFF = 10.0

@@ -13,11 +13,11 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any, TypeAlias, TypeGuard
 from urllib.parse import quote, quote_plus
 
-from ._fetch import check_url
-from .exceptions import TokenRequestError
+from .._fetch import check_url
+from ..exceptions import TokenRequestError
 
 MAX_LIFETIME = 10 * 366 * 86400.0
 """An ``expires_in`` above ten years is treated as garbage, not as a promise."""
@@ -25,6 +25,9 @@ DEFAULT_LIFETIME = 300.0
 """Lifetime assumed when a reply has no ``expires_in`` and the token is not a JWT with ``exp``."""
 SKEW_FRACTION = 0.5
 """The refresh skew never exceeds this fraction of a token's lifetime."""
+
+ParamValue: TypeAlias = str | tuple[str, ...]
+"""An extra form field's value: one string, or several sent as a repeated field in order."""
 
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
@@ -76,12 +79,13 @@ def token_form(
     *,
     scopes: Iterable[str],
     audience: str | None,
-    extra_params: Mapping[str, str],
+    extra_params: Mapping[str, ParamValue],
     client_id: str | None = None,
     client_secret: str | None = None,
-) -> dict[str, str]:
-    """The form fields of a client-credentials request (credentials only for ``_post``)."""
-    form = {"grant_type": "client_credentials"}
+) -> dict[str, ParamValue]:
+    """The form fields of a client-credentials request (credentials only for ``_post``); a
+    tuple value becomes one field per item, in order."""
+    form: dict[str, ParamValue] = {"grant_type": "client_credentials"}
     if client_id is not None and client_secret is not None:
         form["client_id"] = client_id
         form["client_secret"] = client_secret

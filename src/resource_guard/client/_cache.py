@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ._client_token import Token, is_b64token
+from ._token import ParamValue, Token, is_b64token
 
 FORMAT = "resource-guard/token-cache/1"
 MAX_FILE_BYTES = 64 * 1024
@@ -35,9 +35,12 @@ def cache_key(
     client_id: str,
     scopes: Iterable[str],
     audience: str | None,
-    extra_params: Mapping[str, str],
+    extra_params: Mapping[str, ParamValue],
 ) -> str:
-    """A hex digest naming one (token URL or issuer, client, scopes, audience, params)."""
+    """A hex digest naming one (token URL or issuer, client, scopes, audience, params).
+
+    Parameter names are sorted; the values of a repeated parameter keep their order.
+    """
     material = json.dumps(
         [FORMAT, source, url, client_id, sorted(scopes), audience, sorted(extra_params.items())],
         separators=(",", ":"),

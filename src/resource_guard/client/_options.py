@@ -9,7 +9,9 @@ from typing import Any
 
 import httpx
 
-from ._options import split_list
+from .._options import split_list
+from .._scopes import SCOPE_TOKEN
+from ._token import ParamValue
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 RESERVED_PARAMS = {
@@ -21,18 +23,17 @@ RESERVED_PARAMS = {
 }
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 ENV_STRINGS = {
     "client_id": "RESOURCE_GUARD_CLIENT_ID",
     "token_url": "RESOURCE_GUARD_TOKEN_URL",
     "issuer": "RESOURCE_GUARD_ISSUER",
-    "audience": "RESOURCE_GUARD_AUDIENCE",
+    # Never RESOURCE_GUARD_AUDIENCE: that is the protected service's own audience (read by
+    # TokenVerifier.from_env); asking the IdP for tokens addressed to it would be wrong.
+    "audience": "RESOURCE_GUARD_CLIENT_AUDIENCE",
     "cache_dir": "RESOURCE_GUARD_TOKEN_CACHE_DIR",
     "auth_method": "RESOURCE_GUARD_CLIENT_AUTH_METHOD",
 }
-ENV_CLIENT_AUDIENCE = "RESOURCE_GUARD_CLIENT_AUDIENCE"
-"""Wins over RESOURCE_GUARD_AUDIENCE, which a protected service also uses for itself."""
 ENV_SECRET = "RESOURCE_GUARD_CLIENT_SECRET"
 ENV_SCOPES = "RESOURCE_GUARD_SCOPES"
 
@@ -68,7 +69,7 @@ def scopes(value: object) -> tuple[str, ...]:
         raise TypeError("scopes must be a space-delimited string or a sequence of strings")
     result: dict[str, None] = {}
     for item in items:
-        if not isinstance(item, str) or not _SCOPE_TOKEN.fullmatch(item):
+        if not isinstance(item, str) or not SCOPE_TOKEN.fullmatch(item):
             raise ValueError(
                 f"scopes must be RFC 6749 scope tokens (no spaces, quotes or backslashes), "
                 f"got {item!r}"
@@ -77,22 +78,51 @@ def scopes(value: object) -> tuple[str, ...]:
     return tuple(result)
 
 
-def extra_params(value: object) -> dict[str, str]:
-    """Extra form fields for the token request (string names and values)."""
+def extra_params(value: object) -> dict[str, ParamValue]:
+    """Extra form fields for the token request: a string, or a list of strings sent as one
+    repeated field each, in order (RFC 8707 ``resource``). A one-item list becomes its
+    string, since both send the same request. ``resource`` values may not hold a fragment
+    (RFC 8707 §2); whether one is an absolute URI is left to the IdP (Entra ID v1 takes an
+    application id there)."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise TypeError("extra_params must be a mapping of parameter names to strings")
-    result: dict[str, str] = {}
+        raise TypeError(
+            "extra_params must be a mapping of parameter names to strings or lists of strings"
+        )
+    result: dict[str, ParamValue] = {}
     for name, item in value.items():
         if not isinstance(name, str) or not name:
             raise ValueError(f"extra_params names must be non-empty strings, got {name!r}")
         if name in RESERVED_PARAMS:
             raise ValueError(f"extra_params must not set {name!r}: {RESERVED_PARAMS[name]}")
-        if not isinstance(item, str):
-            raise TypeError(f"extra_params[{name!r}] must be a string, got {type(item).__name__}")
-        result[name] = item
+        values = _param_values(name, item)
+        if name == "resource":
+            for uri in values:
+                if "#" in uri:
+                    raise ValueError(
+                        "extra_params['resource'] values must be without a fragment "
+                        f"(RFC 8707 §2), got {uri!r:.100}"
+                    )
+        result[name] = values[0] if len(values) == 1 else values
     return result
+
+
+def _param_values(name: str, item: object) -> tuple[str, ...]:
+    """The values of one extra parameter: a string, or a non-empty list or tuple of them
+    (ordered: a set is refused)."""
+    if isinstance(item, str):
+        return (item,)
+    if not isinstance(item, list | tuple):
+        got = type(item).__name__
+    elif not item:
+        raise ValueError(f"extra_params[{name!r}] must not be empty")
+    else:
+        wrong = [type(part).__name__ for part in item if not isinstance(part, str)]
+        if not wrong:
+            return tuple(item)
+        got = f"a {type(item).__name__} holding {wrong[0]}"
+    raise TypeError(f"extra_params[{name!r}] must be a string or a list of strings, got {got}")
 
 
 def auth_method(value: object) -> str:
@@ -137,9 +167,6 @@ def from_environ(environ: Mapping[str, str], overrides: Mapping[str, Any]) -> di
         raw = environ.get(variable, "").strip()
         if raw:
             options[option] = raw
-    client_audience = environ.get(ENV_CLIENT_AUDIENCE, "").strip()
-    if client_audience:
-        options["audience"] = client_audience
     raw_secret = environ.get(ENV_SECRET, "")
     if raw_secret.strip():
         options["client_secret"] = raw_secret

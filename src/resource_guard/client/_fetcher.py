@@ -15,7 +15,9 @@ from typing import Any
 
 import httpx
 
-from ._client_http import (
+from .._discovery import metadata_urls
+from ..exceptions import TokenRequestError
+from ._http import (
     Reply,
     RetryPolicy,
     exchange_async,
@@ -24,16 +26,15 @@ from ._client_http import (
     send_sync,
     where,
 )
-from ._client_token import (
+from ._token import (
     DiscoveryError,
+    ParamValue,
     Token,
     basic_authorization,
     token_endpoint_from,
     token_form,
     token_from_reply,
 )
-from ._discovery import metadata_urls
-from .exceptions import TokenRequestError
 
 logger = logging.getLogger("resource_guard.client")
 
@@ -57,7 +58,7 @@ class Credentials:
     client_secret: str
     scopes: tuple[str, ...]
     audience: str | None
-    extra_params: Mapping[str, str]
+    extra_params: Mapping[str, ParamValue]
     auth_method: str
 
     def __repr__(self) -> str:

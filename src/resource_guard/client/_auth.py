@@ -1,17 +1,6 @@
-"""The caller's side: :class:`ClientCredentialsAuth`, an ``httpx.Auth`` for the OAuth 2.0
-client-credentials grant (RFC 6749 §4.4).
-
-It obtains an access token, keeps it in memory (and optionally on disk), refreshes it before
-it expires, lets concurrent requests share one token request, and answers a 401 from the
-resource server with one new token and one retry::
-
-    auth = ClientCredentialsAuth(
-        token_url="https://idp.example.com/oauth2/token",
-        client_id="orders-worker", client_secret=secret, scopes=["orders:read"],
-    )
-    with httpx.Client(auth=auth) as client:
-        client.get("https://orders.example.com/orders")
-"""
+"""``ClientCredentialsAuth``: when to fetch a token (memory and disk caches, locks for
+threads and event loops, refresh before expiry, one retry after a 401); how to fetch one is
+the job of ``_fetcher``."""
 
 from __future__ import annotations
 
@@ -26,14 +15,14 @@ from typing import Any
 
 import httpx
 
-from . import _client_options as options
-from ._client_cache import DiskCache, cache_key
-from ._client_fetch import Credentials, TokenFetcher
-from ._client_http import RetryPolicy
-from ._client_token import Token
-from ._fetch import check_url
-from ._options import count, seconds
-from .exceptions import TokenRequestError
+from .._fetch import check_url
+from .._options import count, seconds
+from ..exceptions import TokenRequestError
+from . import _options as options
+from ._cache import DiskCache, cache_key
+from ._fetcher import Credentials, TokenFetcher
+from ._http import RetryPolicy
+from ._token import Token
 
 __all__ = ["ClientCredentialsAuth"]
 
@@ -68,7 +57,9 @@ class ClientCredentialsAuth(httpx.Auth):
 
     - ``client_id``, ``client_secret``: the client's credentials.
     - ``scopes``: a space-delimited string or a sequence; ``audience``: sent as
-      ``audience`` (Auth0 and similar); ``extra_params``: more form fields.
+      ``audience`` (Auth0 and similar); ``extra_params``: more form fields, each a string
+      or a list of strings sent as a repeated field in order (RFC 8707 ``resource``, whose
+      values must be absolute URIs without a fragment).
     - ``auth_method``: ``"client_secret_basic"`` (default; id and secret form-encoded, then
       HTTP Basic, RFC 6749 §2.3.1) or ``"client_secret_post"`` (credentials in the body).
     - ``timeout``: seconds for one exchange with the token endpoint (default 10).
@@ -99,7 +90,7 @@ class ClientCredentialsAuth(httpx.Auth):
         issuer: str | None = None,
         scopes: str | Sequence[str] | None = None,
         audience: str | None = None,
-        extra_params: Mapping[str, str] | None = None,
+        extra_params: Mapping[str, str | Sequence[str]] | None = None,
         auth_method: str = "client_secret_basic",
         timeout: float = 10.0,
         refresh_skew: float = 30.0,
@@ -190,9 +181,10 @@ class ClientCredentialsAuth(httpx.Auth):
         """Build from ``RESOURCE_GUARD_*`` variables; keyword ``overrides`` win.
 
         Reads ``RESOURCE_GUARD_CLIENT_ID``, ``_CLIENT_SECRET``, ``_TOKEN_URL`` (or
-        ``_ISSUER``), ``_AUDIENCE``, ``_SCOPES`` (space or comma separated),
-        ``_TOKEN_CACHE_DIR`` and ``_CLIENT_AUTH_METHOD``. Missing required variables raise
-        ``ValueError`` naming them.
+        ``_ISSUER``), ``_CLIENT_AUDIENCE``, ``_SCOPES`` (space or comma separated),
+        ``_TOKEN_CACHE_DIR`` and ``_CLIENT_AUTH_METHOD``. Never ``RESOURCE_GUARD_AUDIENCE``:
+        that is the protected service's own audience, not the one of the services it calls.
+        Missing required variables raise ``ValueError`` naming them.
         """
         env = os.environ if environ is None else environ
         return cls(**options.from_environ(env, overrides))
