@@ -200,9 +200,10 @@ def test_the_factory_numbers_unnamed_issuers_and_shares_the_clock(
     ("options", "error"),
     [
         ({"algorithm": "HS256"}, ValueError),
+        ({"algorithm": 256}, TypeError),
         ({"serve": "yes"}, TypeError),
     ],
-    ids=["hmac-algorithm", "serve-not-bool"],
+    ids=["hmac-algorithm", "algorithm-not-str", "serve-not-bool"],
 )
 def test_the_factory_checks_its_options(
     fake_issuer_factory: IssuerFactory, options: dict[str, Any], error: type[Exception]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import threading
 from collections.abc import Coroutine, Mapping
 from types import TracebackType
@@ -12,6 +11,8 @@ from typing import Any, Self, TypeVar
 
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._checks import finite_seconds
 
 __all__ = ["AppClient"]
 
@@ -46,9 +47,7 @@ class AppClient:
     ) -> None:
         if not callable(app):
             raise TypeError("app must be an ASGI application (a callable)")
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-            raise TypeError("timeout must be a number of seconds")
-        if not (math.isfinite(timeout) and timeout > 0):
+        if finite_seconds("timeout", timeout) <= 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self._app = app
         self._timeout = float(timeout)

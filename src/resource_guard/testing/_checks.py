@@ -1,17 +1,73 @@
-"""Eager argument checks shared by the fake issuer's public methods."""
+"""Eager argument checks shared by the testing helpers.
+
+One rule everywhere: a value of the wrong type raises :class:`TypeError`, a value of the
+right type that is out of range or unknown raises :class:`ValueError`; both messages name
+the argument and say what it must be.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
-__all__ = ["audience_value", "non_empty_str", "scope_tuple", "seconds"]
+__all__ = [
+    "audience_value",
+    "finite_seconds",
+    "integer",
+    "non_empty_str",
+    "one_of",
+    "scope_tuple",
+    "seconds",
+]
 
 
 def non_empty_str(name: str, value: object) -> str:
-    """``value`` if it is a non-empty str, else TypeError."""
-    if not isinstance(value, str) or not value:
-        raise TypeError(f"{name} must be a non-empty str")
+    """``value`` if it is a non-empty str: TypeError for another type, ValueError for ""."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a non-empty str, got {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{name} must be a non-empty str, got ''")
     return value
+
+
+def one_of(name: str, value: object, allowed: Iterable[str], *, unknown: str) -> str:
+    """``value`` if it is one of the ``allowed`` strings (TypeError when not a str);
+    ``unknown`` starts the ValueError message, e.g. ``"unsupported algorithm"``."""
+    choices = tuple(allowed)
+    listed = ", ".join(choices)
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, one of {listed}; got {type(value).__name__}")
+    if value not in choices:
+        raise ValueError(f"{unknown} {value!r}: use one of {listed}")
+    return value
+
+
+def integer(name: str, value: object, low: int, high: int | None = None) -> int:
+    """An int (bool refused) between ``low`` and ``high`` (inclusive; None: no bound)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def seconds(name: str, value: object) -> int:
+    """A whole number of seconds >= 0 (bool refused)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int number of seconds, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be an int number of seconds >= 0, got {value!r}")
+    return value
+
+
+def finite_seconds(name: str, value: object) -> float:
+    """A finite int or float number of seconds (bool refused), as a float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
+    return float(value)
 
 
 def audience_value(name: str, value: object) -> str | tuple[str, ...]:
@@ -36,13 +92,8 @@ def scope_tuple(name: str, value: object) -> tuple[str, ...]:
         raise TypeError(f"{name} must be a space-delimited str or an iterable of str")
     scopes = tuple(dict.fromkeys(value))
     for scope in scopes:
-        if not isinstance(scope, str) or not scope or " " in scope:
+        if not isinstance(scope, str):
+            raise TypeError(f"every {name} value must be a str, got {type(scope).__name__}")
+        if not scope or " " in scope:
             raise ValueError(f"every {name} value must be a non-empty str without spaces")
     return scopes
-
-
-def seconds(name: str, value: object) -> int:
-    """A whole number of seconds >= 0 (bool refused)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an int number of seconds >= 0, got {value!r}")
-    return value

@@ -6,15 +6,9 @@ import math
 import time
 from datetime import UTC, datetime
 
+from ._checks import finite_seconds
+
 __all__ = ["FakeClock"]
-
-
-def _finite(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
-    return float(value)
 
 
 class FakeClock:
@@ -31,7 +25,9 @@ class FakeClock:
     __slots__ = ("_now",)
 
     def __init__(self, start: float | None = None) -> None:
-        self._now = float(math.floor(time.time())) if start is None else _finite("start", start)
+        self._now = (
+            float(math.floor(time.time())) if start is None else finite_seconds("start", start)
+        )
 
     def __call__(self) -> float:
         return self._now
@@ -46,7 +42,7 @@ class FakeClock:
 
     @now.setter
     def now(self, value: float) -> None:
-        self._now = _finite("now", value)
+        self._now = finite_seconds("now", value)
 
     @property
     def datetime(self) -> datetime:
@@ -55,5 +51,5 @@ class FakeClock:
 
     def advance(self, seconds: float) -> float:
         """Move time forward by ``seconds`` (negative moves it back); return the new time."""
-        self._now += _finite("seconds", seconds)
+        self._now += finite_seconds("seconds", seconds)
         return self._now

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from ._checks import finite_seconds, integer, non_empty_str, one_of
 from ._http import HTTPReply, json_reply
 
 __all__ = ["ENDPOINTS", "FAULT_KINDS", "Fault", "gzip_bomb"]
@@ -72,15 +72,6 @@ def gzip_bomb() -> bytes:
     )
 
 
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ValueError(f"{name} must be {bound}, got {value}")
-    return value
-
-
 @dataclass(slots=True)
 class Fault:
     """One injected fault. ``times``: how many requests it still hits (None: all)."""
@@ -92,17 +83,14 @@ class Fault:
     location: str | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {self.kind!r}: use one of {FAULT_KINDS}")
-        _check_int("status", self.status, 200, 599)
-        if isinstance(self.delay, bool) or not isinstance(self.delay, int | float):
-            raise TypeError(f"delay must be a number of seconds, got {type(self.delay).__name__}")
-        if not math.isfinite(self.delay) or self.delay < 0:
-            raise ValueError(f"delay must be a finite number of seconds >= 0, got {self.delay}")
+        one_of("kind", self.kind, FAULT_KINDS, unknown="unknown fault kind")
+        integer("status", self.status, 200, 599)
+        if finite_seconds("delay", self.delay) < 0:
+            raise ValueError(f"delay must be a number of seconds >= 0, got {self.delay}")
         if self.times is not None:
-            _check_int("times", self.times, 1)
-        if self.location is not None and (not isinstance(self.location, str) or not self.location):
-            raise TypeError("location must be a non-empty str or None")
+            integer("times", self.times, 1)
+        if self.location is not None:
+            non_empty_str("location (or None)", self.location)
 
     def take(self) -> bool:
         """Count one hit; True when the fault is used up and must be removed."""

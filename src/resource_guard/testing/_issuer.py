@@ -15,11 +15,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ._checks import audience_value, non_empty_str, scope_tuple, seconds
+from ._checks import audience_value, integer, non_empty_str, one_of, scope_tuple, seconds
 from ._faults import ENDPOINTS, Fault
 from ._http import HTTPReply, HTTPRequest, json_reply
 from ._keyring import KeyRing
-from ._keys import SUPPORTED_ALGORITHMS, SigningKey, generate_key
+from ._keys import SUPPORTED_ALGORITHMS, SigningKey, check_algorithm, generate_key
 from ._server import LoopbackServer, ServeContext
 from ._token_endpoint import (
     OAuthError,
@@ -67,10 +67,7 @@ class FakeIssuer:
             raise ValueError("issuer must be an absolute http(s) URL such as https://idp.test")
         if parts.query or parts.fragment or "?" in issuer or "#" in issuer:
             raise ValueError("issuer must not have a query or fragment (RFC 8414 §2)")
-        if algorithm not in SUPPORTED_ALGORITHMS:
-            raise ValueError(
-                f"unsupported algorithm {algorithm!r}: use one of {', '.join(SUPPORTED_ALGORITHMS)}"
-            )
+        check_algorithm(algorithm, "algorithm")
         if not callable(clock):
             raise TypeError("clock must be a callable returning epoch seconds")
         self._issuer = issuer
@@ -256,6 +253,14 @@ class FakeIssuer:
         unsigned token. ``kid`` defaults to the key's own, None omits it. ``typ=None``
         omits the header ``typ``; ``headers`` adds or overrides header fields.
         """
+        if alg is not None and not isinstance(alg, str):
+            raise TypeError(f"alg must be a str such as 'ES256', or None; got {type(alg).__name__}")
+        for name, value in (("claims", claims), ("headers", headers)):
+            if value is not None and not isinstance(value, Mapping):
+                raise TypeError(
+                    f"{name} must be a mapping of names to values (a dict), or None; "
+                    f"got {type(value).__name__}"
+                )
         payload = access_token_claims(
             issuer=self.issuer,
             subject=subject,
@@ -272,6 +277,11 @@ class FakeIssuer:
         if isinstance(key, SigningKey):
             signer = key
         elif key is not None:
+            if not isinstance(key, str | bytes):
+                raise TypeError(
+                    "key must be a SigningKey, or a str/bytes HMAC secret with alg='HS256'; "
+                    f"got {type(key).__name__}"
+                )
             if alg is None or not alg.startswith("HS"):
                 raise ValueError(
                     "a str/bytes key is an HMAC secret: pass alg='HS256' (or HS384/512)"
@@ -379,8 +389,7 @@ class FakeIssuer:
         ``location``, default a path serving the same document). ``times``: how many
         requests it hits (None: until :meth:`clear_faults`).
         """
-        if path not in ENDPOINTS:
-            raise ValueError(f"unknown path {path!r}: use one of {ENDPOINTS}")
+        one_of("path", path, ENDPOINTS, unknown="unknown path")
         new = Fault(kind, status=status, delay=delay, times=times, location=location)
         with self._lock:
             self._faults[path] = new
@@ -410,8 +419,7 @@ class FakeIssuer:
         Works with ``with`` and ``async with``; yields this issuer, whose URLs and ``iss``
         point at the server meanwhile. On exit the server stops and its threads are joined.
         """
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-            raise ValueError("port must be an int between 0 and 65535")
+        integer("port", port, 0, 65535)
         return ServeContext(lambda: self._start_server(port), self._stop_server)
 
     def _start_server(self, port: int) -> FakeIssuer:

@@ -92,8 +92,10 @@ class KeyRing:
     def publish_raw(self, jwk: object) -> None:
         try:
             json.dumps(jwk)
-        except (TypeError, ValueError) as exc:
-            raise TypeError("jwk must be JSON-serialisable") from exc
+        except TypeError as exc:
+            raise TypeError(f"jwk must be JSON-serialisable: {exc}") from exc
+        except ValueError as exc:  # a circular reference
+            raise ValueError(f"jwk must be JSON-serialisable: {exc}") from exc
         with self._lock:
             self._published.append(copy.deepcopy(jwk))
 

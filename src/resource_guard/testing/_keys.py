@@ -15,7 +15,9 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-__all__ = ["SUPPORTED_ALGORITHMS", "PrivateKey", "SigningKey", "generate_key"]
+from ._checks import integer, non_empty_str, one_of
+
+__all__ = ["SUPPORTED_ALGORITHMS", "PrivateKey", "SigningKey", "check_algorithm", "generate_key"]
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 """The private key types a :class:`SigningKey` can hold."""
@@ -30,6 +32,11 @@ SUPPORTED_ALGORITHMS: tuple[str, ...] = (*_RSA_ALGS, *_EC_CURVES, "EdDSA")
 """Every JWS algorithm the fake issuer can generate keys for."""
 
 _CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+
+
+def check_algorithm(value: object, name: str = "alg") -> str:
+    """``value`` if it is one of :data:`SUPPORTED_ALGORITHMS` (TypeError when not a str)."""
+    return one_of(name, value, SUPPORTED_ALGORITHMS, unknown="unsupported algorithm")
 
 
 def _b64url(data: bytes) -> str:
@@ -129,18 +136,13 @@ def generate_key(alg: str, kid: str | None = None, *, key_size: int | None = Non
 
     ``key_size`` (RSA only, default 2048) lets a test make a deliberately weak key.
     """
-    if alg not in SUPPORTED_ALGORITHMS:
-        raise ValueError(
-            f"unsupported algorithm {alg!r}: use one of {', '.join(SUPPORTED_ALGORITHMS)}"
-        )
-    if kid is not None and (not isinstance(kid, str) or not kid):
-        raise TypeError("kid must be a non-empty str or None")
-    if key_size is not None and alg not in _RSA_ALGS:
-        raise ValueError(f"key_size applies to RSA algorithms only, not {alg!r}")
-    if key_size is not None and (
-        isinstance(key_size, bool) or not isinstance(key_size, int) or key_size < 1024
-    ):
-        raise ValueError("key_size must be an int of at least 1024 (bits)")
+    check_algorithm(alg)
+    if kid is not None:
+        non_empty_str("kid (or None)", kid)
+    if key_size is not None:
+        if alg not in _RSA_ALGS:
+            raise ValueError(f"key_size applies to RSA algorithms only, not {alg!r}")
+        integer("key_size (bits)", key_size, 1024)
     private_key: PrivateKey
     if alg in _RSA_ALGS:
         private_key = rsa.generate_private_key(public_exponent=65537, key_size=key_size or 2048)

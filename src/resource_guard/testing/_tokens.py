@@ -44,8 +44,12 @@ def access_token_claims(
     """``iss``, ``sub``, ``aud``, ``iat``, ``exp``, ``jti`` (+ ``client_id``, ``scope``)."""
     if isinstance(expires_in, bool) or not isinstance(expires_in, int):
         raise TypeError("expires_in must be an int number of seconds")
-    if isinstance(now, bool) or not isinstance(now, int | float) or not math.isfinite(now):
-        raise TypeError("the clock (or issued_at) must give finite epoch seconds")
+    if isinstance(now, bool) or not isinstance(now, int | float):
+        raise TypeError(
+            f"the clock (or issued_at) must give epoch seconds, got {type(now).__name__}"
+        )
+    if not math.isfinite(now):
+        raise ValueError(f"the clock (or issued_at) must give finite epoch seconds, got {now!r}")
     claims: dict[str, Any] = {"iss": issuer}
     if subject is not None:
         claims["sub"] = subject
