@@ -190,11 +190,6 @@ async def test_a_one_item_resource_list_gets_a_token_from_the_fake_issuer(
     ]
 
 
-@pytest.mark.xfail(
-    raises=TokenRequestError,
-    reason="FakeIssuer refuses every repeated form field (invalid_request), also resource, "
-    "which RFC 8707 §2 lets a client repeat",
-)
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_several_resources_reach_the_fake_issuer_as_repeated_fields(
     fake: FakeIssuer, mode: str

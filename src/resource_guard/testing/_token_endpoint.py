@@ -18,6 +18,8 @@ from ._http import HTTPReply, HTTPRequest, json_reply
 
 __all__ = ["Grant", "OAuthError", "RegisteredClient", "authorize", "error_reply", "token_reply"]
 
+_REPEATABLE = frozenset({"resource"})
+"""Parameters a client may send several times (RFC 8707 §2: one ``resource`` per target)."""
 _NO_STORE = (("cache-control", "no-store"), ("pragma", "no-cache"))
 
 
@@ -87,7 +89,7 @@ def _form(request: HTTPRequest) -> dict[str, str]:
         raise OAuthError(400, "invalid_request", "the body is not UTF-8") from None
     form: dict[str, str] = {}
     for name, value in pairs:
-        if name in form:
+        if name in form and name not in _REPEATABLE:
             raise OAuthError(400, "invalid_request", f"parameter {name!r} is repeated")
         form[name] = value
     return form
