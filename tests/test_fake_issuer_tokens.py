@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from typing import Any
 
 import jwt
 import pytest
 
-from resource_guard.testing import CURRENT, FakeClock, FakeIssuer
+from resource_guard.testing import CURRENT, FakeClock, FakeIssuer, read_unverified
 from tests.fake_issuer_support import fake as fake  # a fixture
 from tests.fake_issuer_support import verify
 
 
 def header_of(token: str) -> Any:
     """The JOSE header, decoded without any validation."""
-    segment = token.split(".")[0]
-    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    return read_unverified(token)[0]
 
 
 # Minting ---------------------------------------------------------------------------------

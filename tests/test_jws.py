@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from resource_guard._b64 import b64url_decode
-from resource_guard._jws import TokenParser
+from resource_guard._jws import TokenParser, decode_payload, read_unverified
 from resource_guard.exceptions import MalformedTokenError
 from tests.helpers import b64url, compact, segment
 
@@ -154,3 +156,48 @@ def test_json_with_surrounding_whitespace_is_accepted() -> None:
 def test_data_after_the_json_value_is_refused(raw: bytes) -> None:
     with pytest.raises(MalformedTokenError):
         parse(f"{segment(HEADER)}.{b64url(raw)}.AAAA")
+
+
+def test_split_leaves_the_payload_undecoded() -> None:
+    """The verifier parses no claim before the signature verified (jose's order)."""
+    token = f"{segment(HEADER)}.not-json-at-all.{b64url(b'sig')}"
+    header, payload_segment, signing_input, signature = TokenParser(max_length=4096).split(token)
+    assert header.alg == "RS256"
+    assert payload_segment == "not-json-at-all"
+    assert signing_input == f"{segment(HEADER)}.not-json-at-all".encode()
+    assert signature == b"sig"
+    with pytest.raises(MalformedTokenError, match="payload"):
+        decode_payload(payload_segment)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param(f"{segment(HEADER)}.{segment(PAYLOAD)}Ä.AAAA", id="non-ascii-payload"),
+        pytest.param(f"{segment(HEADER)}.\u0661.AAAA", id="arabic-digit-payload"),
+    ],
+)
+def test_split_refuses_a_token_that_is_not_ascii(token: str) -> None:
+    """A non-ASCII payload segment cannot become signing-input bytes: refused, never a crash."""
+    with pytest.raises(MalformedTokenError, match="compact JWS"):
+        TokenParser(max_length=4096).split(token)
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        pytest.param("a.b.c.d.e", "encrypted token (JWE)", id="jwe"),
+        pytest.param("a.b", "expected 3 dot-separated parts, found 2", id="two-parts"),
+        pytest.param(f"%%%.{segment(PAYLOAD)}.", "header is not base64url", id="header"),
+        pytest.param(f"{segment(HEADER)}.{b64url(b'[1]')}.", "not a JSON object", id="array"),
+    ],
+)
+def test_read_unverified_names_what_is_unreadable(token: str, message: str) -> None:
+    with pytest.raises(MalformedTokenError, match=re.escape(message)):
+        read_unverified(token)
+
+
+def test_read_unverified_tolerates_padding_and_checks_nothing() -> None:
+    """For display: a padded segment and a signature that is not even base64 still read."""
+    token = f"{segment(HEADER)}==.{segment(PAYLOAD)}.not a signature"
+    assert read_unverified(token) == (HEADER, PAYLOAD)

@@ -6,6 +6,8 @@ header segment is parsed once and remembered (bounded).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import json.scanner
 import re
@@ -94,12 +96,21 @@ def _parse_header(segment: str) -> Header:
 
 @dataclass(frozen=True, slots=True)
 class ParsedToken:
-    """A structurally valid compact JWS, not yet verified."""
+    """A structurally valid compact JWS, not yet verified, with its payload decoded."""
 
     header: Header
     payload: dict[str, Any]
     signing_input: bytes
     signature: bytes
+
+
+def decode_payload(segment: str) -> dict[str, Any]:
+    """The claims of a payload segment: canonical base64url of a UTF-8 JSON object.
+
+    The verifier calls it only once the signature over the segment verified (jose's order),
+    so nothing of an unsigned payload is ever parsed.
+    """
+    return parse_json_object(_decode(segment, "payload"), "payload")
 
 
 class TokenParser:
@@ -112,6 +123,7 @@ class TokenParser:
         self._headers: dict[str, Header] = {}
 
     def header(self, segment: str) -> Header:
+        """The parsed, type-checked header of a header segment (remembered, bounded)."""
         header = self._headers.get(segment)
         if header is None:
             header = _parse_header(segment)
@@ -121,22 +133,35 @@ class TokenParser:
         return header
 
     def parse(self, token: str) -> ParsedToken:
-        """Split, decode and type-check ``token``; raise MalformedTokenError if anything is off."""
-        return ParsedToken(*self.parts(token))
+        """Split, decode and type-check ``token`` with its payload, unverified (for display
+        and tests); raise MalformedTokenError if anything is off."""
+        header, payload_segment, signing_input, signature = self.split(token)
+        try:
+            payload = decode_payload(payload_segment)
+        except MalformedTokenError:
+            if _TOKEN_SHAPE.fullmatch(token) is None:
+                raise MalformedTokenError(_NOT_COMPACT) from None
+            raise
+        return ParsedToken(header, payload, signing_input, signature)
 
-    def parts(self, token: str) -> tuple[Header, dict[str, Any], bytes, bytes]:
-        """What :meth:`parse` returns, as a plain tuple (the verifier's hot path)."""
+    def split(self, token: str) -> tuple[Header, str, bytes, bytes]:
+        """``(header, payload segment, signing input, signature)`` of a compact JWS.
+
+        Checks the size, the three segments, the header and the signature's encoding; the
+        payload segment is left undecoded for :func:`decode_payload` after the signature.
+        """
         if not isinstance(token, str):
             raise MalformedTokenError("the token is not a string")
         if len(token) > self.max_length:
             raise MalformedTokenError("the token is larger than this verifier accepts")
+        if not token.isascii():  # the signing input is ASCII bytes (RFC 7515 §5.2)
+            raise MalformedTokenError(_NOT_COMPACT)
         # Three non-empty segments; find() scans with memchr, several times faster than split().
         first = token.find(".")
         second = token.find(".", first + 1)
         if first <= 0 or second <= first + 1 or token.find(".", second + 1) >= 0:
             raise MalformedTokenError(_NOT_COMPACT)
         header_segment = token[:first]
-        payload_segment = token[first + 1 : second]
         signature_segment = token[second + 1 :]
         if not signature_segment:
             raise MalformedTokenError(_NOT_COMPACT)
@@ -144,11 +169,41 @@ class TokenParser:
         # alphabet, so the shape is only matched to name the failure precisely.
         try:
             header = self._headers.get(header_segment) or self.header(header_segment)
-            payload = parse_json_object(_decode(payload_segment, "payload"), "payload")
             signature = _decode(signature_segment, "signature")
         except MalformedTokenError:
             if _TOKEN_SHAPE.fullmatch(token) is None:
                 raise MalformedTokenError(_NOT_COMPACT) from None
             raise
-        signing_input = token[:second].encode("ascii")
-        return header, payload, signing_input, signature
+        return header, token[first + 1 : second], token[:second].encode("ascii"), signature
+
+    def parts(self, token: str) -> tuple[Header, dict[str, Any], bytes, bytes]:
+        """:meth:`parse` as a plain tuple (kept until the verifier uses :meth:`split`)."""
+        parsed = self.parse(token)
+        return parsed.header, parsed.payload, parsed.signing_input, parsed.signature
+
+
+def _lenient_object(part: str, name: str) -> dict[str, Any]:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (binascii.Error, ValueError):
+        raise MalformedTokenError(f"not a JWT: the {name} is not base64url-encoded JSON") from None
+    if not isinstance(value, dict):
+        raise MalformedTokenError(f"not a JWT: the {name} is not a JSON object")
+    return value
+
+
+def read_unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims of a compact JWS, read WITHOUT any check of the signature.
+
+    For display (``resource-guard token inspect``, test assertions) and a client's own
+    bookkeeping (when its token expires), never for a decision about access. Lenient where
+    :class:`TokenParser` is strict (padding allowed). Raises MalformedTokenError saying
+    what is unreadable: an encrypted JWE, a wrong number of parts, a part that is not
+    base64url-encoded JSON object.
+    """
+    parts = token.split(".")
+    if len(parts) == 5:
+        raise MalformedTokenError("this is an encrypted token (JWE): its claims cannot be read")
+    if len(parts) != 3:
+        raise MalformedTokenError(f"not a JWT: expected 3 dot-separated parts, found {len(parts)}")
+    return _lenient_object(parts[0], "header"), _lenient_object(parts[1], "payload")

@@ -7,8 +7,6 @@ without verification (for display only).
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import json
 import re
 import time
@@ -16,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from resource_guard.testing import DEFAULT_AUDIENCE, FakeIssuer
+from resource_guard.exceptions import MalformedTokenError
+from resource_guard.testing import DEFAULT_AUDIENCE, FakeIssuer, read_unverified
 
 from ._common import (
     DEFAULT_CLI_ISSUER,
@@ -95,29 +94,12 @@ def mint_token(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
-def _segment(part: str, name: str) -> dict[str, Any]:
-    try:
-        raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-        value = json.loads(raw)
-    except (binascii.Error, ValueError):
-        raise CLIError(
-            f"not a JWT: the {name} is not base64url-encoded JSON", EXIT_INVALID
-        ) from None
-    if not isinstance(value, dict):
-        raise CLIError(f"not a JWT: the {name} is not a JSON object", EXIT_INVALID)
-    return value
-
-
 def decode_unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Header and claims of a compact JWS, without checking anything."""
-    parts = token.split(".")
-    if len(parts) == 5:
-        raise CLIError("this is an encrypted token (JWE): its claims cannot be read", EXIT_INVALID)
-    if len(parts) != 3:
-        raise CLIError(
-            f"not a JWT: expected 3 dot-separated parts, found {len(parts)}", EXIT_INVALID
-        )
-    return _segment(parts[0], "header"), _segment(parts[1], "payload")
+    try:
+        return read_unverified(token)
+    except MalformedTokenError as exc:
+        raise CLIError(exc.message, EXIT_INVALID) from None
 
 
 def inspect_token(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:

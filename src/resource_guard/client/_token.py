@@ -8,7 +8,6 @@ RFC 8414). Nothing here touches the network, the disk or a clock.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -17,7 +16,8 @@ from typing import Any, TypeAlias, TypeGuard
 from urllib.parse import quote, quote_plus
 
 from .._fetch import check_url
-from ..exceptions import TokenRequestError
+from .._jws import read_unverified
+from ..exceptions import MalformedTokenError, TokenRequestError
 
 MAX_LIFETIME = 10 * 366 * 86400.0
 """An ``expires_in`` above ten years is treated as garbage, not as a promise."""
@@ -188,14 +188,10 @@ def _lifetime(expires_in: object, access_token: str, now: float) -> float | None
 
 def _jwt_lifetime(access_token: str, now: float) -> float | None:
     """The remaining life from a JWT's ``exp``, read without verification (only for caching)."""
-    parts = access_token.split(".")
-    if len(parts) != 3:
-        return None
     try:
-        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
-    except (binascii.Error, ValueError):
+        _, claims = read_unverified(access_token)
+    except MalformedTokenError:
         return None
-    claims = _json_object(payload) or {}
     exp = claims.get("exp")
     if isinstance(exp, bool) or not isinstance(exp, int | float):
         return None

@@ -15,6 +15,7 @@ The pytest plugin (:mod:`resource_guard.testing.pytest_plugin`) turns these into
 ``app_client``...
 """
 
+from .._jws import read_unverified
 from ._app_client import AppClient
 from ._assertions import assert_status, explain_response
 from ._clock import FakeClock
@@ -39,4 +40,5 @@ __all__ = [
     "assert_status",
     "explain_response",
     "generate_key",
+    "read_unverified",
 ]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from collections.abc import Mapping
 from typing import Any, Protocol
+
+from .._jws import read_unverified
+from .._scopes import split_scope
+from ..exceptions import MalformedTokenError
 
 __all__ = ["assert_status", "explain_response"]
 
@@ -53,20 +55,17 @@ def _sent_scopes(response: Any) -> str | None:
     except (AttributeError, RuntimeError):  # httpx raises RuntimeError without a request
         return None
     scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or token.count(".") != 2:
+    if scheme.lower() != "bearer":
         return None
-    payload = token.strip().split(".")[1]
     try:
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (ValueError, binascii.Error):
-        return None
-    if not isinstance(claims, dict):
+        _, claims = read_unverified(token.strip())
+    except MalformedTokenError:
         return None
     scopes: list[str] = []
     for name in ("scope", "scp"):
         value = claims.get(name)
         if isinstance(value, str):
-            scopes.extend(value.split())
+            scopes.extend(split_scope(value))
         elif isinstance(value, list):
             scopes.extend(str(item) for item in value)
     return " ".join(dict.fromkeys(scopes)) or "(none)"
