@@ -11,9 +11,8 @@ import resource_guard.client
 
 PACKAGE = Path(resource_guard.client.__file__).parent
 
-KNOWN_PRIVATE_IMPORTS = {("_fetch", "_Inflater")}
-"""Underscore names the client still takes from a neighbour, until the two HTTP stacks
-(resource_guard._fetch and client/_http.py) are merged."""
+KNOWN_PRIVATE_IMPORTS: set[tuple[str, str]] = set()
+"""Underscore names the client takes from a neighbour: none."""
 
 
 def test_all_is_sorted_and_names_every_public_attribute() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -291,6 +292,38 @@ async def test_a_transport_error_becomes_a_fetch_error() -> None:
     async with client_for(handler) as client:
         with pytest.raises(FetchError, match="ConnectError: connection refused"):
             await fetch_json(client, URL, timeout=5)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        AttributeError("'NoneType' object has no attribute 'send'"),
+        OSError("connection reset\nby peer"),
+        RuntimeError("x" * 1000),
+    ],
+    ids=["attribute-error", "os-error", "long-message"],
+)
+async def test_an_unexpected_exception_from_the_http_stack_is_a_fetch_error(
+    error: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 11: an event loop's transport once raised AttributeError when the IdP closed
+    the connection during connect. It is a failed fetch: a FetchError naming the exception
+    type and a short one-line message; its traceback is logged at DEBUG only."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise error
+
+    caplog.set_level(logging.DEBUG)
+    async with client_for(handler) as client:
+        with pytest.raises(FetchError) as caught:
+            await fetch_json(client, URL, timeout=5)
+    message = str(caught.value)
+    assert message.startswith(f"unexpected {type(error).__name__}: ")
+    assert " ".join(str(error).split())[:40] in message
+    assert "\n" not in message
+    assert len(message) <= 200
+    assert [record.levelno for record in caplog.records] == [logging.DEBUG]
+    assert caplog.records[0].exc_info is not None
 
 
 async def test_a_server_that_never_answers_meets_the_deadline() -> None:

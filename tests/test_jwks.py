@@ -7,7 +7,9 @@ that tests move; the fake issuer serves in-process, except where a test says loo
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
+import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -24,9 +26,12 @@ from resource_guard import (
     UnknownKeyError,
     UnsupportedAlgorithmError,
 )
+from resource_guard._fetch import MAX_DOCUMENT_BYTES
 from resource_guard._jwks import MAX_BACKOFF, RemoteKeySource
+from resource_guard._keyset import KeySet
 from resource_guard.testing import FakeClock, FakeIssuer, SigningKey
 from tests.helpers import b64url
+from tests.test_keyset import short_coordinate_key
 
 AUDIENCE = "api://default"
 TTL = 600.0  # the default refresh_interval: the keys' age when the JWKS sets no max-age
@@ -124,12 +129,14 @@ async def until(condition: Callable[[], bool], timeout: float = 1.0) -> None:
     pytest.fail("the condition never came true")
 
 
-def refused_at_once(verifier: TokenVerifier, token: str) -> InvalidTokenError:
+def refused_at_once(
+    verifier: TokenVerifier, token: str
+) -> InvalidTokenError | KeysUnavailableError:
     """Run verify() for one step: it must refuse without waiting on anything."""
     coroutine: Coroutine[Any, Any, AccessToken] = verifier.verify(token)
     try:
         coroutine.send(None)
-    except InvalidTokenError as exc:
+    except (InvalidTokenError, KeysUnavailableError) as exc:
         return exc
     except StopIteration:
         pytest.fail("the token was accepted")
@@ -180,7 +187,8 @@ async def test_a_background_task_refreshes_the_keys_when_due_without_any_request
 async def test_an_unexpected_error_while_fetching_is_a_logged_failure(
     fake: FakeIssuer, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A bug or an odd client error never escapes to a request or kills refreshing."""
+    """An odd client error never escapes to a request or kills refreshing (discovery
+    fails first here: every fetch goes through the same hardened GET)."""
     inner = fake.transport()
     broken = [True]
 
@@ -193,13 +201,81 @@ async def test_an_unexpected_error_while_fetching_is_a_logged_failure(
         httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client,
         TokenVerifier(fake.issuer, AUDIENCE, http_client=client, clock=clock) as verifier,
     ):
-        assert verifier.key_source.last_error == "unexpected RuntimeError"
-        assert "unexpected error while fetching the JWKS" in caplog.text
+        reason = "unexpected RuntimeError: a bug in some transport"
+        assert reason in (verifier.key_source.last_error or "")
+        assert "JWKS fetch failed (discovery failed: " in caplog.text
+        assert "Traceback" not in caplog.text
         with pytest.raises(KeysUnavailableError):
             await verifier.verify(fake.mint())
         broken[0] = False
-        clock.advance(2 * COOLDOWN)
+        clock.advance(COOLDOWN)
         assert (await verifier.verify(fake.mint())).subject == "user-123"
+
+
+def records_at_or_above(caplog: pytest.LogCaptureFixture, level: int) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.levelno >= level]
+
+
+async def test_a_transport_raising_attribute_error_is_an_ordinary_failed_fetch(
+    fake: FakeIssuer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 11: an event loop's transport once raised AttributeError when the IdP closed a
+    connection during connect. It is a failed fetch like any other: one WARNING naming the
+    reason, nothing at ERROR, the traceback at DEBUG only; stale keys serve, retries back off."""
+    caplog.set_level(logging.DEBUG)
+    inner = fake.transport()
+    broken = [False]
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if broken[0]:
+            raise AttributeError("'NoneType' object has no attribute 'send'")
+        return await inner.handle_async_request(request)
+
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client,
+        TokenVerifier(fake.issuer, AUDIENCE, http_client=client, clock=clock) as verifier,
+    ):
+        source = verifier.key_source
+        token = fake.mint(expires_in=7200)
+        broken[0] = True
+        clock.advance(DUE + 1)
+        caplog.clear()
+        assert (await verifier.verify(token)).subject == "user-123"  # starts the refresh
+        await settle()
+        assert records_at_or_above(caplog, logging.ERROR) == []
+        assert source.fetch_count == 2
+        reason = "unexpected AttributeError: 'NoneType' object has no attribute 'send'"
+        assert source.last_error == reason
+        [warning] = records_at_or_above(caplog, logging.WARNING)
+        assert f"JWKS fetch failed ({reason}); serving keys" in warning.getMessage()
+        assert all(record.exc_info is None for record in records_at_or_above(caplog, logging.INFO))
+        assert any(record.exc_info for record in caplog.records)  # the traceback, at DEBUG
+        clock.advance(COOLDOWN - 1)  # inside the backoff: stale keys serve, no new fetch
+        assert (await verifier.verify(fake.mint())).subject == "user-123"
+        await settle()
+        assert source.fetch_count == 2
+    assert token not in caplog.text
+
+
+async def test_a_bug_while_reading_the_jwks_is_a_failed_fetch_with_its_traceback_at_debug(
+    verifier: TokenVerifier,
+    fake: FakeIssuer,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(document: object, previous: KeySet | None = None) -> KeySet:
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(KeySet, "from_jwks", broken)
+    caplog.set_level(logging.DEBUG)
+    assert await verifier.key_source.refresh() is False
+    assert records_at_or_above(caplog, logging.ERROR) == []
+    assert verifier.key_source.last_error == "unexpected TypeError: a bug"
+    [warning] = records_at_or_above(caplog, logging.WARNING)
+    assert warning.exc_info is None
+    assert any(record.exc_info for record in caplog.records if record.levelno == logging.DEBUG)
+    assert (await verifier.verify(fake.mint())).subject == "user-123"
 
 
 async def test_no_fetch_per_request_while_keys_are_fresh(
@@ -558,6 +634,23 @@ def source_for(
     return RemoteKeySource(**settings)
 
 
+async def assert_next_background_refresh_after(
+    delay: float, source: RemoteKeySource, fake: FakeIssuer, clock: FakeClock
+) -> None:
+    """Requests with a known kid (stale keys serve) start no refresh until ``delay`` has
+    passed, then one (the background refresh of a dead IdP is paced by the backoff)."""
+    kid = fake.current_key.kid
+    fetches = fake.counts["jwks"]
+    clock.advance(delay - 1)
+    assert (await source.get_key(kid, "ES256")).kid == kid
+    await settle()
+    assert fake.counts["jwks"] == fetches
+    clock.advance(1)
+    assert (await source.get_key(kid, "ES256")).kid == kid
+    await settle()
+    assert fake.counts["jwks"] == fetches + 1
+
+
 @pytest.mark.parametrize(
     ("jitter", "delays"),
     [
@@ -566,25 +659,21 @@ def source_for(
         (0.999, [15, 30, 60, 120, 240, 450, 450]),
     ],
 )
-async def test_failures_back_off_exponentially_with_jitter(
+async def test_background_refreshes_back_off_exponentially_with_jitter(
     fake: FakeIssuer, clock: FakeClock, jitter: float, delays: list[int]
 ) -> None:
-    fake.fault("status", status=503)
     async with fake.async_client() as client:
-        source = source_for(fake, client, clock, jitter)
-        await source.start()
-        seen = []
+        source = source_for(fake, client, clock, jitter, max_stale=86_400.0)
+        assert await source.refresh()
+        fake.fault("status", status=503)
+        clock.advance(DUE)
+        source.refresh_if_due(clock.now)  # due: the first background attempt fails
+        await settle()
+        assert fake.counts["jwks"] == 2
         for delay in delays:
-            with pytest.raises(KeysUnavailableError) as caught:
-                await source.get_key("kid", "ES256")  # inside the backoff: no fetch
-            seen.append(caught.value.retry_after)
-            assert fake.counts["jwks"] == len(seen)
-            clock.advance(delay)
-            with pytest.raises(KeysUnavailableError):
-                await source.get_key("kid", "ES256")  # the backoff is over: one fetch
+            await assert_next_background_refresh_after(delay, source, fake, clock)
         await source.aclose()
-    assert seen == delays
-    assert fake.counts["jwks"] == len(delays) + 1
+    assert fake.counts["jwks"] == len(delays) + 2
 
 
 async def test_a_long_outage_keeps_the_backoff_bounded(
@@ -592,16 +681,93 @@ async def test_a_long_outage_keeps_the_backoff_bounded(
 ) -> None:
     """More than a thousand failures in a row must not overflow the backoff arithmetic."""
     caplog.set_level(logging.CRITICAL, logger="resource_guard.jwks")
-    fake.fault("status", status=503)
     async with fake.async_client() as client:
-        source = source_for(fake, client, clock, 0.0, cooldown=0.0)
+        source = source_for(fake, client, clock, 0.0, cooldown=0.0, max_stale=86_400.0)
+        assert await source.refresh()
+        fake.fault("status", status=503)
+        clock.advance(DUE)
         for _ in range(1030):  # 2.0 ** 1024 is the first power of two a float cannot hold
             assert await source.refresh() is False
-        with pytest.raises(KeysUnavailableError) as caught:
-            await source.get_key("kid", "ES256")
+        await assert_next_background_refresh_after(MAX_BACKOFF, source, fake, clock)
         await source.aclose()
-    assert caught.value.retry_after == MAX_BACKOFF
-    assert fake.counts["jwks"] == 1030
+    assert fake.counts["jwks"] == 1032
+
+
+async def test_without_keys_the_first_request_one_cooldown_after_recovery_gets_keys(
+    make: Factory, fake: FakeIssuer, clock: FakeClock
+) -> None:
+    """Issue 11: the backoff paces the background refresh only. Requests waiting for keys
+    may cause one fetch per cooldown, so service returns within one cooldown of the IdP's
+    recovery, not at the next background retry (by then up to 5 minutes away)."""
+    verifier = make(max_stale=0)
+    token = fake.mint(expires_in=3600)
+    fake.fault("status", status=503)
+    await verifier.start()
+    retry_after: list[float] = []
+    for failures in range(2, 7):  # the background backoff grows to 30 * 2 ** 5 s
+        with pytest.raises(KeysUnavailableError) as caught:
+            await verifier.verify(token)  # inside the cooldown: refused at once, no fetch
+        retry_after.append(caught.value.retry_after)
+        assert fake.counts["jwks"] == failures - 1
+        clock.advance(caught.value.retry_after)
+        with pytest.raises(KeysUnavailableError):
+            await verifier.verify(token)  # one fetch, which fails
+        assert fake.counts["jwks"] == failures
+    fake.clear_faults()  # the IdP is back
+    clock.advance(COOLDOWN - 1)
+    assert isinstance(refused_at_once(verifier, token), KeysUnavailableError)
+    assert fake.counts["jwks"] == 6
+    clock.advance(1)
+    assert (await verifier.verify(token)).subject == "user-123"
+    assert fake.counts["jwks"] == 7
+    assert retry_after == [COOLDOWN] * 5  # Retry-After: when a request may fetch again
+
+
+async def test_a_new_kid_published_as_the_idp_recovers_is_accepted_within_one_cooldown(
+    make: Factory, fake: FakeIssuer, clock: FakeClock
+) -> None:
+    """Stale keys serve through an outage while background refreshes back off; a new key
+    the IdP publishes as it returns is fetched for the first token that names it, one
+    cooldown after the last attempt, not when the backoff ends."""
+    verifier = make()
+    await verifier.start()
+    known = fake.mint(expires_in=7200)
+    fake.fault("status", status=503)
+    clock.advance(DUE + 1)
+    for failures in range(1, 6):  # background refreshes, each once the backoff allows
+        assert (await verifier.verify(known)).subject == "user-123"
+        await settle()
+        assert fake.counts["jwks"] == 1 + failures
+        clock.advance(1.5 * MAX_BACKOFF + 1)
+    clock.advance(-(1.5 * MAX_BACKOFF + 1) + COOLDOWN + 1)  # one cooldown after the last try
+    assert (await verifier.verify(known)).subject == "user-123"
+    await settle()
+    assert fake.counts["jwks"] == 6  # the backoff (>= 480 s now) holds the background back
+    fake.clear_faults()
+    new = fake.rotate_keys()
+    assert (await verifier.verify(fake.mint())).key_id == new.kid
+    assert fake.counts["jwks"] == 7
+    assert verifier.key_source.last_error is None
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["no-keys", "cached-keys-random-kids"])
+async def test_during_an_outage_waiting_requests_cost_one_fetch_per_cooldown(
+    make: Factory, fake: FakeIssuer, clock: FakeClock, cached: bool
+) -> None:
+    verifier = make()
+    if not cached:
+        fake.fault("status", status=503)
+    await verifier.start()
+    fake.fault("status", status=503)
+    expected = UnknownKeyError if cached else KeysUnavailableError
+    for step in range(1, 7):
+        clock.advance(COOLDOWN / 2)
+        tokens = [fake.mint(kid=random_kid()) if cached else fake.mint() for _ in range(200)]
+        results = await asyncio.gather(
+            *(verifier.verify(token) for token in tokens), return_exceptions=True
+        )
+        assert all(isinstance(result, expected) for result in results)
+        assert fake.counts["jwks"] == 1 + step // 2
 
 
 # -- revocation, bad keys, the no-kid rule ---------------------------------------------------
@@ -748,6 +914,109 @@ async def test_a_token_without_kid_is_refused_when_several_keys_fit(
     await verifier.start()
     with pytest.raises(UnknownKeyError, match="2 keys fit"):
         await verifier.verify(fake.mint(kid=None))
+
+
+@pytest.mark.parametrize("fit", ["several-keys-fit", "no-key-fits"])
+async def test_a_token_without_kid_never_triggers_a_refetch(
+    make: Factory, fake: FakeIssuer, clock: FakeClock, fit: str
+) -> None:
+    """Issue 11: only a well-formed token naming an unknown kid may cost the IdP a fetch. A
+    kid-less token whose key cannot be chosen is refused at once while usable keys are cached
+    (here even a key the IdP published meanwhile for its alg is not fetched for it)."""
+    if fit == "several-keys-fit":
+        fake.add_key("ES256")
+    verifier = make()
+    await verifier.start()
+    clock.advance(COOLDOWN + 1)  # past the cooldown: an unknown kid could refetch now
+    token = fake.mint(kid=None) if fit == "several-keys-fit" else fake.mint(alg="ES384", kid=None)
+    for _ in range(3):
+        assert isinstance(refused_at_once(verifier, token), UnknownKeyError)
+    assert fake.counts["jwks"] == 1
+
+
+async def test_a_token_without_kid_fetches_keys_when_none_are_cached(
+    make: Factory, fake: FakeIssuer
+) -> None:
+    verifier = make()
+    assert (await verifier.verify(fake.mint(kid=None))).key_id == fake.current_key.kid
+    assert fake.counts["jwks"] == 1
+
+
+# -- interop: the same key, spelled as other libraries spell it ---------------------------
+
+
+def decoded(value: str) -> bytes:
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+
+
+@pytest.mark.parametrize("alg", ["ES256", "ES384", "ES512"])
+async def test_a_jwk_with_a_short_ec_coordinate_verifies_end_to_end(
+    make: Factory, fake: FakeIssuer, alg: str
+) -> None:
+    """Issue 11: authlib drops leading zero octets of x and y (1 key in 128 for P-256 and
+    P-384, 3 in 4 for P-521); the JWK is the same key and must verify its tokens."""
+    key, jwk = short_coordinate_key(alg, f"short-{alg}")
+    fake.publish_raw_jwk(jwk)
+    verifier = make()
+    await verifier.start()
+    assert (await verifier.verify(fake.mint(key=key))).key_id == key.kid
+    assert fake.counts["jwks"] == 1
+
+
+async def test_a_jwk_with_an_ec_coordinate_longer_than_the_curve_is_skipped(
+    make: Factory, fake: FakeIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = fake.generate_key("ES256", "too-long")
+    jwk = key.public_jwk()
+    fake.publish_raw_jwk({**jwk, "x": b64url(b"\0" + decoded(jwk["x"]))})
+    verifier = make()
+    await verifier.start()
+    assert "coordinate longer than the curve size (1 key: kid='too-long')" in caplog.text
+    with pytest.raises(UnknownKeyError):
+        await verifier.verify(fake.mint(key=key))
+    assert (await verifier.verify(fake.mint())).key_id == fake.current_key.kid
+
+
+async def test_rsa_members_with_a_leading_zero_octet_verify_end_to_end(
+    make: Factory, fake: FakeIssuer
+) -> None:
+    key = fake.generate_key("RS256", "rsa-zero")
+    jwk = key.public_jwk()
+    padded = {name: b64url(b"\0" + decoded(jwk[name])) for name in ("n", "e")}
+    fake.publish_raw_jwk({**jwk, **padded})
+    verifier = make()
+    await verifier.start()
+    assert (await verifier.verify(fake.mint(key=key))).key_id == "rsa-zero"
+
+
+# -- a junk-filled JWKS -----------------------------------------------------------------
+
+
+async def test_a_junk_filled_jwks_costs_one_log_line_per_fetch(
+    fake: FakeIssuer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 11: ~127,000 entries like `1` around one real key, under the size cap."""
+    key = fake.current_key
+    body = json.dumps({"keys": [key.public_jwk(), *[1] * 127_000]}, separators=(",", ":"))
+    assert len(body) < MAX_DOCUMENT_BYTES
+    served: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        served.append(request.url.path)
+        return httpx.Response(200, content=body.encode())
+
+    caplog.set_level(logging.DEBUG, logger="resource_guard.keys")
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client,
+        TokenVerifier(
+            fake.issuer, AUDIENCE, jwks_uri=fake.jwks_uri, http_client=client, clock=clock
+        ) as verifier,
+    ):
+        assert (await verifier.verify(fake.mint())).key_id == key.kid
+        assert await verifier.key_source.refresh()
+    assert served == ["/jwks.json", "/jwks.json"]
+    records = [record for record in caplog.records if record.name == "resource_guard.keys"]
+    assert [record.levelname for record in records] == ["WARNING", "DEBUG"]
 
 
 # -- discovery ---------------------------------------------------------------------------

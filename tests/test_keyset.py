@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import logging
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from resource_guard._keyset import KeySet, UnusableKeyError, load_key
+import resource_guard._keyset as keyset_module
+from resource_guard._fetch import MAX_DOCUMENT_BYTES
+from resource_guard._keyset import KeySet, UnusableKeyError, VerificationKey, load_key
 from resource_guard.exceptions import UnknownKeyError
-from resource_guard.testing._keys import SigningKey, generate_key
+from resource_guard.testing import SigningKey, generate_key
 
 RSA = generate_key("RS256", "rsa-1")
 RSA_NO_ALG = generate_key("RS256", "rsa-2")
@@ -55,7 +61,7 @@ def test_loads_public_keys(key: SigningKey, alg: str) -> None:
         pytest.param(jwk(RSA, e="!!"), "base64url", id="rsa-bad-e"),
         pytest.param(jwk(RSA, e="AA"), "RSA", id="rsa-zero-exponent"),
         pytest.param(jwk(EC, crv="P-192"), "curve", id="ec-unknown-curve"),
-        pytest.param(jwk(EC, crv="P-384"), "length", id="ec-curve-mismatch"),
+        pytest.param(jwk(EC, crv="P-384"), "curve", id="ec-curve-mismatch"),
         pytest.param(jwk(EC, y=jwk(EC)["x"]), "curve", id="ec-point-off-curve"),
         pytest.param(jwk(ED, crv="X25519"), "curve", id="okp-x25519"),
         pytest.param(jwk(ED, x="AAAA"), "length", id="okp-short"),
@@ -67,25 +73,99 @@ def test_refuses_unusable_keys(document: object, reason: str) -> None:
         load_key(document)
 
 
+def key_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.name == "resource_guard.keys"]
+
+
 def test_one_bad_key_never_spoils_the_set(caplog: pytest.LogCaptureFixture) -> None:
-    document = {"keys": [jwk(RSA), {"kty": "oct", "k": "c2VjcmV0", "kid": "bad"}, "x", jwk(EC)]}
+    caplog.set_level(logging.DEBUG, logger="resource_guard.keys")
+    oct_key = {"kty": "oct", "k": "c2VjcmV0", "kid": "bad"}
+    document = {"keys": [jwk(RSA), oct_key, "x", jwk(EC), 1]}
     keys = KeySet.from_jwks(document)
     assert [key.kid for key in keys.keys] == ["rsa-1", "ec-1"]
-    assert "kid='bad'" in caplog.text
+    [summary] = key_records(caplog)  # one line for the whole document
+    assert summary.levelname == "WARNING"
+    message = summary.getMessage()
+    assert message.startswith("skipped 3 of 5 JWKS keys: ")
+    assert "not a JSON object (2 keys)" in message
+    assert "symmetric keys are never used to verify (1 key: kid='bad')" in message
     assert "c2VjcmV0" not in caplog.text
 
 
 def test_a_skipped_key_is_warned_about_once_not_on_every_refresh(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Keycloak publishes an encryption key by default: one warning, not one per refresh."""
+    """Keycloak publishes an encryption key by default: one warning, not one per refresh;
+    each fetch still leaves one summary line (DEBUG while nothing changes)."""
+    caplog.set_level(logging.DEBUG, logger="resource_guard.keys")
     document = {"keys": [jwk(RSA), jwk(RSA_NO_ALG, use="enc", alg=...)]}
     keys = KeySet.from_jwks(document)
     for _ in range(3):
         keys = KeySet.from_jwks(document, previous=keys)
-    warnings = [record for record in caplog.records if record.levelname == "WARNING"]
-    assert len(warnings) == 1
-    assert "kid='rsa-2'" in warnings[0].getMessage()
+    records = key_records(caplog)
+    assert [record.levelname for record in records] == ["WARNING", "DEBUG", "DEBUG", "DEBUG"]
+    assert "kid='rsa-2'" in records[0].getMessage()
+
+
+def test_a_change_in_the_skipped_keys_is_warned_about_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="resource_guard.keys")
+    first = KeySet.from_jwks({"keys": [jwk(RSA), "x"]})
+    second = KeySet.from_jwks({"keys": [jwk(RSA), "x", jwk(EC, use="enc")]}, previous=first)
+    KeySet.from_jwks({"keys": [jwk(RSA), "x", jwk(EC, use="enc")]}, previous=second)
+    records = key_records(caplog)
+    assert [record.levelname for record in records] == ["WARNING", "WARNING", "DEBUG"]
+    assert "kid='ec-1'" in records[1].getMessage()
+
+
+def test_a_clean_jwks_logs_no_summary(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="resource_guard.keys")
+    KeySet.from_jwks({"keys": [jwk(RSA), jwk(EC)]})
+    assert key_records(caplog) == []
+
+
+def test_a_junk_filled_jwks_is_judged_up_to_the_cap_and_logged_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 11: 250 KiB of `1,` entries (under the size cap) around one real key cost ~1 s
+    of blocked event loop and one WARNING per entry. Now: at most MAX_JWKS_KEYS entries are
+    judged, and the whole document leaves one log line."""
+    cap = keyset_module.MAX_JWKS_KEYS
+    junk = 128_000
+    document = {"keys": [jwk(EC), *[1] * junk]}
+    assert len(json.dumps(document, separators=(",", ":"))) < MAX_DOCUMENT_BYTES
+    judged: list[object] = []
+
+    def counting_load_key(entry: object) -> VerificationKey:
+        judged.append(entry)
+        return load_key(entry)
+
+    monkeypatch.setattr(keyset_module, "load_key", counting_load_key)
+    caplog.set_level(logging.DEBUG, logger="resource_guard.keys")
+    keys = KeySet.from_jwks(document)
+    assert [key.kid for key in keys.keys] == ["ec-1"]
+    assert len(judged) == cap
+    [summary] = key_records(caplog)
+    assert summary.levelname == "WARNING"
+    message = summary.getMessage()
+    assert f"skipped {cap - 1} of {junk + 1} JWKS keys" in message
+    assert f"{junk + 1 - cap} entries past the first {cap} were not examined" in message
+    assert len(message) < 1000
+
+
+def test_entries_past_the_cap_are_not_used(caplog: pytest.LogCaptureFixture) -> None:
+    cap = keyset_module.MAX_JWKS_KEYS
+    filler = [jwk(generate_key("ES256", f"filler-{index}")) for index in range(cap)]
+    keys = KeySet.from_jwks({"keys": [*filler, jwk(RSA)]})
+    assert len(keys) == cap
+    with pytest.raises(UnknownKeyError):
+        keys.select("rsa-1", "RS256")
+    assert f"1 entries past the first {cap} were not examined" in caplog.text
+
+
+def test_the_documented_cap_is_at_least_what_real_idps_publish() -> None:
+    assert 20 <= keyset_module.MAX_JWKS_KEYS <= 1000
 
 
 @pytest.mark.parametrize("document", [{}, {"keys": {}}, [], None, {"keys": "x"}])
@@ -157,3 +237,76 @@ def test_same_kid_with_new_material_is_a_new_key() -> None:
     second = KeySet.from_jwks({"keys": [jwk(rotated)]}, previous=first)
     assert second.keys[0] is not first.keys[0]
     assert first.revoke_missing_from(second) == [first.keys[0]]
+
+
+# -- interop: integers spelled shorter or longer than usual (same key) -------------------
+
+EC_SIZES = {"ES256": 32, "ES384": 48, "ES512": 66}
+EC_CURVES: dict[str, ec.EllipticCurve] = {
+    "ES256": ec.SECP256R1(),
+    "ES384": ec.SECP384R1(),
+    "ES512": ec.SECP521R1(),
+}
+SHORT_KEY_TRIES = 2000
+"""Bound on keys generated to find one whose x or y has a leading zero octet. For P-256 and
+P-384 one key in 128 has one: 2000 tries all fail about once in 6 million runs. For P-521
+three keys in four have one (its top octet holds a single bit)."""
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def minimal(value: int) -> str:
+    """An unsigned integer in as few octets as it needs (what authlib writes)."""
+    return b64url(value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big"))
+
+
+def short_coordinate_key(alg: str, kid: str) -> tuple[SigningKey, dict[str, Any]]:
+    """A real EC key whose x or y is shorter than the curve size, and its JWK spelled with
+    minimal coordinates (leading zero octets dropped, as authlib does)."""
+    size = EC_SIZES[alg]
+    for _ in range(SHORT_KEY_TRIES):
+        private = ec.generate_private_key(EC_CURVES[alg])
+        point = private.public_key().public_numbers()
+        if min(point.x.bit_length(), point.y.bit_length()) <= 8 * (size - 1):
+            key = SigningKey(kid, alg, private)
+            short = {**key.public_jwk(), "x": minimal(point.x), "y": minimal(point.y)}
+            assert min(len(short["x"]), len(short["y"])) < len(key.public_jwk()["x"])
+            return key, short
+    pytest.fail(f"no {alg} key with a short coordinate in {SHORT_KEY_TRIES} tries")
+
+
+@pytest.mark.parametrize("alg", list(EC_SIZES))
+def test_ec_coordinates_shorter_than_the_curve_are_the_same_key(alg: str) -> None:
+    key, short = short_coordinate_key(alg, "short")
+    loaded = load_key(short)
+    assert loaded.fits(alg)
+    assert loaded.key == key.private_key.public_key()
+    padded = KeySet.from_jwks({"keys": [key.public_jwk()]})
+    again = KeySet.from_jwks({"keys": [short]}, previous=padded)
+    assert again.keys[0] is padded.keys[0]  # one key, however it is spelled
+    assert padded.revoke_missing_from(again) == []
+
+
+@pytest.mark.parametrize("member", ["x", "y"])
+@pytest.mark.parametrize("alg", list(EC_SIZES))
+def test_an_ec_coordinate_longer_than_the_curve_is_refused(alg: str, member: str) -> None:
+    key = generate_key(alg, "long")
+    value = key.public_jwk()
+    padded = base64.urlsafe_b64decode(value[member] + "==")
+    assert len(padded) == EC_SIZES[alg]
+    with pytest.raises(UnusableKeyError, match="longer than the curve size"):
+        load_key({**value, member: b64url(b"\0" + padded)})
+
+
+@pytest.mark.parametrize("member", ["n", "e"])
+def test_rsa_members_with_a_leading_zero_octet_are_the_same_key(member: str) -> None:
+    value = RSA.public_jwk()
+    raw = base64.urlsafe_b64decode(value[member] + "==")
+    assert raw[0] != 0
+    loaded = load_key({**value, member: b64url(b"\0" + raw)})
+    assert loaded.key == load_key(value).key
+    before = KeySet.from_jwks({"keys": [value]})
+    after = KeySet.from_jwks({"keys": [{**value, member: b64url(b"\0" + raw)}]}, previous=before)
+    assert after.keys[0] is before.keys[0]

@@ -2,6 +2,7 @@
 
 One overall deadline (a server dripping bytes cannot stretch it), status 200 only, no
 redirects, a size cap enforced while reading and again while inflating, JSON objects only.
+Whatever goes wrong surfaces as one :class:`FetchError` with a short, one-line reason.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import logging
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +19,9 @@ from urllib.parse import urlsplit
 import httpx
 
 MAX_DOCUMENT_BYTES = 256 * 1024
+_MAX_REASON = 200
+
+logger = logging.getLogger("resource_guard.jwks")
 
 
 class FetchError(Exception):
@@ -81,7 +86,17 @@ def parse_max_age(cache_control: str | None) -> float | None:
     return max_age
 
 
-class _Inflater:
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` on one line, bounded (what a log line or an error reply may hold)."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:_MAX_REASON]
+
+
+class Inflater:
+    """Collects a response body, inflating gzip/deflate, and refuses it past ``limit`` bytes.
+
+    Raises FetchError for an unsupported encoding, a corrupt body or one over the limit.
+    """
+
     def __init__(self, encoding: str, limit: int) -> None:
         if encoding in ("", "identity"):
             self._inflate: zlib._Decompress | None = None
@@ -95,6 +110,7 @@ class _Inflater:
         self.body = bytearray()
 
     def feed(self, chunk: bytes) -> None:
+        """Add one chunk of the body as received."""
         if self._inflate is None:
             self.body += chunk
         else:
@@ -109,17 +125,29 @@ class _Inflater:
             raise FetchError(f"the body is larger than {self._limit} bytes")
 
 
+
+
 async def fetch_json(
     client: httpx.AsyncClient, url: str, *, timeout: float, max_bytes: int = MAX_DOCUMENT_BYTES
 ) -> Document:
-    """GET ``url`` and return its JSON object, or raise FetchError saying what went wrong."""
+    """GET ``url`` and return its JSON object, or raise FetchError saying what went wrong.
+
+    An exception of any other type from the HTTP stack is a failed fetch too (an event
+    loop's transport once raised AttributeError for a connection closed during connect):
+    its traceback is logged at DEBUG, its type and message make the FetchError's reason.
+    """
     try:
         async with asyncio.timeout(timeout):
             return await _fetch(client, url, timeout, max_bytes)
+    except FetchError:
+        raise
     except TimeoutError:
         raise FetchError(f"no complete answer within {timeout:g} s") from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise FetchError(f"{type(exc).__name__}: {exc}"[:200]) from None
+        raise FetchError(describe_error(exc)) from None
+    except Exception as exc:
+        logger.debug("unexpected %s while fetching a document", type(exc).__name__, exc_info=True)
+        raise FetchError(("unexpected " + describe_error(exc))[:_MAX_REASON]) from None
 
 
 async def _fetch(client: httpx.AsyncClient, url: str, timeout: float, limit: int) -> Document:
@@ -142,7 +170,7 @@ async def _fetch(client: httpx.AsyncClient, url: str, timeout: float, limit: int
             # An in-memory response (a transport that built it from bytes): httpx has
             # already decoded it, so only the size is left to check.
             encoding = "identity"
-        inflater = _Inflater(encoding, limit)
+        inflater = Inflater(encoding, limit)
         if response.is_stream_consumed:
             inflater.feed(response.content)
         else:

@@ -5,11 +5,14 @@ Rules (docs/keys.md explains them for users):
 * Keys are fetched eagerly by :meth:`RemoteKeySource.start` and refreshed before they age
   out, by a background task and on access, so no request waits on the IdP while usable
   keys are cached.
-* An unknown ``kid`` triggers a refetch at most once per ``cooldown`` (failed attempts
-  count). Concurrent callers await the one fetch in flight; a caller's cancellation never
-  cancels it. Inside the cooldown an unknown ``kid`` is refused at once.
-* A failed refresh keeps the last good keys for ``max_stale`` seconds past their age, and
-  retries with jittered exponential backoff. A successful refresh that drops a key revokes it.
+* A failed fetch keeps the last good keys for ``max_stale`` seconds past their age. The
+  *background* refresh of a failing IdP backs off (jittered, exponential, up to 5 min).
+* Requests that wait for keys (none usable, or a well-formed token naming an unknown
+  ``kid``) may cause one fetch per ``cooldown`` (every attempt counts), backoff or not, so
+  service returns within one cooldown of the IdP's recovery. Concurrent callers await the
+  one fetch in flight; a caller's cancellation never cancels it. Inside the cooldown they
+  are refused at once. A token without ``kid`` never causes a fetch while keys are usable.
+* A successful refresh that drops a key revokes it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ from typing import Any
 import httpx
 
 from ._discovery import metadata_urls
-from ._fetch import MAX_DOCUMENT_BYTES, Document, FetchError, check_url, fetch_json
+from ._fetch import (
+    MAX_DOCUMENT_BYTES,
+    Document,
+    FetchError,
+    check_url,
+    describe_error,
+    fetch_json,
+)
 from ._keyset import KeySet, VerificationKey
 from .exceptions import KeysUnavailableError, UnknownKeyError
 
@@ -139,25 +149,31 @@ class RemoteKeySource:
     # -- key lookup --------------------------------------------------------------------
 
     async def get_key(self, kid: str | None, alg: str) -> VerificationKey:
-        """The key for this ``kid``/``alg``; may refetch once per cooldown for a new kid.
+        """The key for this ``kid``/``alg`` of a well-formed token with an allowed ``alg``.
 
-        Raises UnknownKeyError, or KeysUnavailableError when no usable key set can be had.
+        Fetches (or joins the fetch in flight) when no usable keys are cached, or for an
+        unknown ``kid``, at most once per cooldown. Raises UnknownKeyError, or
+        KeysUnavailableError when no usable key set can be had.
         """
         key = self.current_key(kid, alg)
         if key is not None:
             return key
+        self._bind_loop()
         now = self._clock()
         keys = self.keys
-        if keys is None or now > self.usable_until:
-            return await self._select_after_fetch(kid, alg, now)
-        try:
-            return keys.select(kid, alg)  # raises UnknownKeyError: current_key found none
-        except UnknownKeyError:
-            if self._inflight is None and (
-                now < self._last_attempt + self._cooldown or now < self._retry_at
-            ):
-                raise  # inside the cooldown: refuse at once, no queueing, no fetch
-            return await self._select_after_fetch(kid, alg, now)
+        if keys is not None and now <= self.usable_until:
+            try:
+                return keys.select(kid, alg)  # raises UnknownKeyError: current_key found none
+            except UnknownKeyError:
+                if kid is None or not self._may_fetch(now, self._last_attempt):
+                    raise  # no kid to look for, or inside the cooldown: refuse at once
+        elif not self._may_fetch(now, self._last_attempt if self._failures else -math.inf):
+            raise self._unavailable(now)  # a fetch failed inside the cooldown
+        await self._fetch_shared()
+        keys = self.keys
+        if keys is None or self._clock() > self.usable_until:
+            raise self._unavailable(self._clock())
+        return keys.select(kid, alg)
 
     def current_key(self, kid: str | None, alg: str) -> VerificationKey | None:
         """The key when usable cached keys hold it, without waiting (the common case);
@@ -175,22 +191,20 @@ class RemoteKeySource:
         return key
 
     def refresh_if_due(self, now: float) -> None:
-        """Start a background refresh when keys near their age; never waits for it."""
+        """Start a background refresh when keys near their age (after a failure, when the
+        backoff allows); never waits for it."""
         if now >= self.refresh_due and self._inflight is None and now >= self._retry_at:
             self._begin_fetch()
 
-    async def _select_after_fetch(self, kid: str | None, alg: str, now: float) -> VerificationKey:
-        self._bind_loop()
-        if self._inflight is None and now < self._retry_at and now > self.usable_until:
-            raise self._unavailable(now)
-        await self._fetch_shared()
-        keys = self.keys
-        if keys is None or self._clock() > self.usable_until:
-            raise self._unavailable(self._clock())
-        return keys.select(kid, alg)
+    def _may_fetch(self, now: float, since: float) -> bool:
+        """For waiting requests: join the fetch in flight, or start one a cooldown after
+        ``since`` (the last attempt that counts). The backoff does not apply here."""
+        return self._inflight is not None or now >= since + self._cooldown
 
     def _unavailable(self, now: float) -> KeysUnavailableError:
-        retry_after = max(1.0, math.ceil(self._retry_at - now)) if self._retry_at > now else 1.0
+        # Retry-After: when a request may fetch again (a cooldown after the failed attempt).
+        wait = self._last_attempt + self._cooldown - now if self._failures else 0.0
+        retry_after = float(max(1, math.ceil(wait)))
         reason = self.last_error or "no keys fetched yet"
         return KeysUnavailableError(
             f"no usable verification keys: {reason}", retry_after=retry_after
@@ -223,6 +237,12 @@ class RemoteKeySource:
         """Fetch the JWKS now (joining a fetch in flight); True when new keys were installed."""
         return await self._fetch_shared()
 
+    async def wait_until_idle(self) -> None:
+        """Wait for the fetch in flight, if any, to end (without cancelling it)."""
+        task = self._inflight
+        if task is not None and task.get_loop() is asyncio.get_running_loop():
+            await asyncio.wait({task})
+
     async def _fetch_and_install(self) -> bool:
         self.fetch_count += 1
         try:
@@ -236,9 +256,9 @@ class RemoteKeySource:
         except (FetchError, ValueError) as exc:
             self._record_failure(str(exc))
             return False
-        except Exception as exc:  # a bug or an odd client error must not kill refreshing
-            logger.exception("unexpected error while fetching the JWKS")
-            self._record_failure(f"unexpected {type(exc).__name__}")
+        except Exception as exc:  # a bug must not kill refreshing; its traceback is for DEBUG
+            logger.debug("unexpected error while fetching the JWKS", exc_info=True)
+            self._record_failure("unexpected " + describe_error(exc))
             return False
         self._install(keys, document)
         return True

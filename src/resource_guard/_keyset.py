@@ -6,12 +6,12 @@ Keys are judged one by one, so one odd key never spoils the set. Nothing here do
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from ._algorithms import ALGORITHMS, PublicKey
@@ -21,7 +21,11 @@ from .exceptions import UnknownKeyError
 logger = logging.getLogger("resource_guard.keys")
 
 MIN_RSA_BITS = 2048
+MAX_JWKS_KEYS = 100
+"""JWKS entries judged per fetch; later ones are ignored unread (real IdPs publish < 20)."""
 _SELECTIONS_REMEMBERED = 1024
+_SUMMARY_REASONS = 5  # reasons named in the one log line per fetch; kids named per reason:
+_SUMMARY_KIDS = 3
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth"})
 _EC_CURVES: dict[str, tuple[ec.EllipticCurve, int]] = {
     "P-256": (ec.SECP256R1(), 32),
@@ -108,10 +112,12 @@ def _public_key(jwk: Mapping[str, Any], kty: str) -> tuple[PublicKey, str | None
             raise UnusableKeyError(f"unsupported EC curve {crv!r:.40}")
         curve, size = _EC_CURVES[crv]
         x, y = _b64_member(jwk, "x"), _b64_member(jwk, "y")
-        if len(x) != size or len(y) != size:
-            raise UnusableKeyError("EC coordinates have the wrong length")
+        if len(x) > size or len(y) > size:
+            raise UnusableKeyError("EC coordinate longer than the curve size")
+        # Shorter is the same number without its leading zero octets (authlib writes it so).
+        point = b"\x04" + x.rjust(size, b"\0") + y.rjust(size, b"\0")
         try:
-            return ec.EllipticCurvePublicKey.from_encoded_point(curve, b"\x04" + x + y), crv
+            return ec.EllipticCurvePublicKey.from_encoded_point(curve, point), crv
         except ValueError as exc:
             raise UnusableKeyError("EC point is not on the curve") from exc
     if kty == "OKP":
@@ -153,22 +159,63 @@ def load_key(jwk: object) -> VerificationKey:
     if _PRIVATE_MEMBERS.intersection(jwk):
         raise UnusableKeyError("the JWK contains private key material")
     key, crv = _public_key(jwk, kty)
-    identity = {name: jwk.get(name) for name in ("kty", "kid", "alg", "crv", "n", "e", "x", "y")}
-    fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    # The key itself, not its spelling: leading zero octets do not make another key.
+    material = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    fingerprint = hashlib.sha256(repr((kid, alg, crv)).encode() + material).hexdigest()
     return VerificationKey(kid=kid, kty=kty, crv=crv, alg=alg, key=key, fingerprint=fingerprint)
+
+
+@dataclass(slots=True)
+class _Skipped:
+    """The JWKS entries one fetch left out, grouped by reason, for one log line."""
+
+    judged: int = 0
+    count: int = 0
+    reasons: dict[str, list[object]] = field(default_factory=dict)
+    identities: set[str] = field(default_factory=set)
+
+    def add(self, jwk: object, reason: str) -> None:
+        self.count += 1
+        self.identities.add(hashlib.sha256(repr(jwk).encode()).hexdigest())
+        kid = jwk.get("kid") if isinstance(jwk, Mapping) else None
+        self.reasons.setdefault(reason, []).append(kid)
+
+    def summary(self, total: int) -> str:
+        """``skipped 3 of 5 JWKS keys: not a JSON object (2 keys), ...``."""
+        groups = []
+        for reason, kids in list(self.reasons.items())[:_SUMMARY_REASONS]:
+            named = [f"kid={kid!r:.64}" for kid in kids if kid is not None][:_SUMMARY_KIDS]
+            if len(named) < sum(kid is not None for kid in kids):
+                named.append("...")
+            count = f"{len(kids)} key" + ("s" if len(kids) > 1 else "")
+            groups.append(f"{reason} ({count}{': ' + ', '.join(named) if named else ''})")
+        if len(self.reasons) > _SUMMARY_REASONS:
+            groups.append(f"{len(self.reasons) - _SUMMARY_REASONS} more reasons")
+        text = f"skipped {self.count} of {total} JWKS keys: " + (", ".join(groups) or "none")
+        if total > self.judged:
+            text += f"; {total - self.judged} entries past the first {self.judged} "
+            text += "were not examined"
+        return text
 
 
 class KeySet:
     """An immutable set of verification keys with selection by ``kid`` and ``alg``."""
 
-    __slots__ = ("_by_kid", "_selected", "keys", "skipped")
+    __slots__ = ("_by_kid", "_selected", "ignored", "keys", "skipped")
 
     def __init__(
-        self, keys: Iterable[VerificationKey] = (), skipped: frozenset[str] = frozenset()
+        self,
+        keys: Iterable[VerificationKey] = (),
+        skipped: frozenset[str] = frozenset(),
+        ignored: int = 0,
     ) -> None:
         self.keys: tuple[VerificationKey, ...] = tuple(keys)
         self.skipped = skipped
-        """Identities of the unusable JWKs left out, so a refresh warns about new ones only."""
+        """Identities of the unusable JWKs left out, so a refresh warns about changes only."""
+        self.ignored = ignored
+        """JWKS entries past :data:`MAX_JWKS_KEYS`, not examined."""
         self._by_kid: dict[str, list[VerificationKey]] = {}
         self._selected: dict[tuple[str | None, str], VerificationKey] = {}
         for key in self.keys:
@@ -177,29 +224,35 @@ class KeySet:
 
     @classmethod
     def from_jwks(cls, document: object, previous: KeySet | None = None) -> KeySet:
-        """Build a key set from a JWKS document, keeping each unusable key out (logged).
+        """Build a key set from a JWKS document, keeping each unusable key out.
 
+        Only the first :data:`MAX_JWKS_KEYS` entries are judged. What was left out is
+        logged in one line: at WARNING when it differs from ``previous``, else at DEBUG.
         Keys that ``previous`` already held are reused as the same objects, so whatever
         remembered them stays valid; raises ValueError if the document has no ``keys`` list.
         """
         if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
             raise ValueError("the JWKS is not a JSON object with a 'keys' list")
+        entries: list[object] = document["keys"]
         known = {key.fingerprint: key for key in previous.keys} if previous else {}
-        already_skipped = previous.skipped if previous else frozenset()
         keys: list[VerificationKey] = []
-        skipped: set[str] = set()
-        for index, jwk in enumerate(document["keys"]):
+        skipped = _Skipped(judged=min(len(entries), MAX_JWKS_KEYS))
+        for jwk in entries[:MAX_JWKS_KEYS]:
             try:
                 loaded = load_key(jwk)
             except UnusableKeyError as exc:
-                identity = hashlib.sha256(repr(jwk).encode()).hexdigest()
-                skipped.add(identity)
-                kid = jwk.get("kid") if isinstance(jwk, Mapping) else None
-                level = logging.DEBUG if identity in already_skipped else logging.WARNING
-                logger.log(level, "skipping JWKS key #%d (kid=%.64r): %s", index, kid, exc)
+                skipped.add(jwk, str(exc))
                 continue
             keys.append(known.get(loaded.fingerprint, loaded))
-        return cls(keys, frozenset(skipped))
+        result = cls(keys, frozenset(skipped.identities), len(entries) - skipped.judged)
+        if result.skipped or result.ignored:
+            same = previous is not None and (previous.skipped, previous.ignored) == (
+                result.skipped,
+                result.ignored,
+            )
+            level = logging.DEBUG if same else logging.WARNING
+            logger.log(level, "%s", skipped.summary(len(entries)))
+        return result
 
     def revoke_missing_from(self, successor: KeySet) -> list[VerificationKey]:
         """Mark every key of this set that ``successor`` does not hold as revoked."""

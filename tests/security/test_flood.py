@@ -149,6 +149,39 @@ async def test_a_flood_of_random_kids_costs_one_fetch_per_cooldown_and_blocks_no
     assert len(verifier.key_source.keys) == 1
 
 
+@pytest.mark.parametrize("cached", [False, True], ids=["no-keys", "cached-keys-random-kids"])
+async def test_a_flood_while_the_idp_is_down_costs_one_fetch_per_cooldown(
+    idp: FakeIssuer, key: SigningKey, idp_client: httpx.AsyncClient, cached: bool
+) -> None:
+    """Requests waiting for keys may fetch during the backoff (issue 11), but a flood of
+    them still costs a failing IdP at most one request per cooldown."""
+    verifier = TokenVerifier(idp.issuer, AUDIENCE, cooldown=COOLDOWN, http_client=idp_client)
+    guarded = Guarded(verifier, idp)
+    try:
+        if cached:
+            await verifier.start()
+        idp.fault("status", status=503)
+        if not cached:
+            await verifier.start()
+        tokens = (
+            random_kid_tokens(idp.issuer, FLOOD // 2)
+            if cached
+            else [idp.mint(subject=f"user-{n}", key=key) for n in range(FLOOD // 2)]
+        )
+        fetches_before = idp.counts["jwks"]
+        started = time.perf_counter()
+        flooded = await flood(guarded, tokens)
+        duration = time.perf_counter() - started
+        fetches = idp.counts["jwks"] - fetches_before
+        print(f"\noutage flood: {len(tokens)} requests in {duration:.2f} s, {fetches} fetches")
+        assert flooded == [401 if cached else 503] * len(tokens)
+        assert fetches <= duration / COOLDOWN + 1
+    finally:
+        idp.clear_faults()
+        await guarded.aclose()
+        await verifier.aclose()
+
+
 async def test_inside_the_cooldown_an_unknown_kid_is_refused_at_once(
     app: Guarded, idp: FakeIssuer
 ) -> None:

@@ -31,6 +31,7 @@ from ._harness import AUDIENCE, Guarded, asgi_call, assert_refused, assert_serve
 pytestmark = pytest.mark.slow
 
 TIMEOUT = 0.15  # the verifier's fetch deadline: a slow or dripping IdP costs this much
+COOLDOWN = 30  # the verifier's default
 
 
 @dataclass
@@ -86,9 +87,7 @@ async def app(idp: Idp, clock: FakeClock, idp_client: httpx.AsyncClient) -> Asyn
 
 async def settle(verifier: TokenVerifier) -> None:
     """Wait for a key fetch in flight (the clock is simulated, the network is not)."""
-    task = verifier.key_source._inflight
-    if task is not None:
-        await asyncio.wait({task}, timeout=5 * TIMEOUT + 1)
+    await asyncio.wait_for(verifier.key_source.wait_until_idle(), timeout=5 * TIMEOUT + 1)
 
 
 # -- the faults -------------------------------------------------------------------------
@@ -277,6 +276,31 @@ async def test_without_usable_keys_requests_get_503_and_service_recovers(
     clock.advance(int(seen.headers["retry-after"]))
     assert_served(await app.send(token))
     assert source.fetch_count == fetches + 1
+
+
+@pytest.mark.parametrize("fault", ["idp-down", "status-503", "slow", "garbage"])
+async def test_service_returns_within_one_cooldown_of_the_idp_s_recovery(
+    fault: str, app: Guarded, idp: Idp, clock: FakeClock, attacker: FakeIssuer
+) -> None:
+    """Issue 11: failures stretch the background backoff (here to 8 minutes and more), but
+    requests waiting for keys may fetch once per cooldown: 200 one cooldown after recovery."""
+    FAULTS[fault](idp, attacker)
+    await app.verifier.start()
+    source = app.verifier.key_source
+    for _ in range(4):
+        assert await source.refresh() is False  # five failures in a row: a long backoff
+    token = idp.mint(expires_in=7200)
+    refused = [await app.send(token)]  # inside the cooldown: at once, no fetch
+    clock.advance(COOLDOWN)
+    refused.append(await app.send(token))  # one fetch, still failing
+    recover(idp)
+    clock.advance(COOLDOWN)
+    assert_served(await app.send(token))
+    assert source.last_error is None
+    for seen in refused:
+        assert_refused(seen, 503, None, fetches=None, secrets={token})
+        assert seen.headers["retry-after"] == str(COOLDOWN)  # when a fetch may go out
+    assert source.fetch_count == 7
 
 
 async def test_keys_older_than_max_stale_fail_closed_then_recover(

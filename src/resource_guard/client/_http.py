@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .._fetch import FetchError, _Inflater
+from .._fetch import FetchError, Inflater
 from ..exceptions import TokenRequestError
 
 MAX_REPLY_BYTES = 64 * 1024
@@ -61,17 +61,17 @@ class _Unreadable(Exception):
     """A reply arrived but breaks the size cap or its encoding; not worth retrying."""
 
 
-def _start(response: httpx.Response, limit: int) -> _Inflater:
+def _start(response: httpx.Response, limit: int) -> Inflater:
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _Unreadable(f"the body is larger than {limit} bytes")
     try:
-        return _Inflater(response.headers.get("Content-Encoding", "").strip().lower(), limit)
+        return Inflater(response.headers.get("Content-Encoding", "").strip().lower(), limit)
     except FetchError as exc:
         raise _Unreadable(str(exc)) from None
 
 
-def _feed(inflater: _Inflater, chunk: bytes) -> None:
+def _feed(inflater: Inflater, chunk: bytes) -> None:
     try:
         inflater.feed(chunk)
     except FetchError as exc:
