@@ -78,7 +78,7 @@ def starlette_app(lag: LagMonitor | None) -> Starlette:
 
     routes = [
         Route("/health", health),
-        Route("/orders", orders),
+        Route("/orders", orders, methods=["GET", "POST"]),
         Route("/_bench/lag", lag_report),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

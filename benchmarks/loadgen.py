@@ -4,7 +4,8 @@ Both send ``GET path`` over keep-alive connections to 127.0.0.1 for a fixed time
 through a list of bearer tokens (none: no Authorization header), and report requests,
 errors (any status but 200, or a broken connection), p50 and p99 latency. The asyncio
 client runs in its own process (``python -m benchmarks.loadgen SPEC.json``), pinned to the
-core the servers do not use; it can also pace itself to a fixed rate (wrk cannot).
+core the servers do not use; it can also pace itself to a fixed rate and send other
+methods with a body (wrk here does neither).
 """
 
 from __future__ import annotations
@@ -54,6 +55,16 @@ class Load:
     duration: float = 1.0
     rate: float = 0.0
     """Requests per second in all (asyncio client only); 0 sends as fast as it can."""
+    method: str = "GET"
+    """Anything but GET, or a body, needs the asyncio client."""
+    body: str = ""
+    """The request body, one character per byte (latin-1), sent with ``content_type``."""
+    content_type: str = "application/x-www-form-urlencoded"
+
+    @property
+    def plain_get(self) -> bool:
+        """A GET without a body: what wrk sends too."""
+        return self.method == "GET" and not self.body
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,8 @@ def wrk_available() -> bool:
 
 def run_wrk(load: Load) -> LoadResult:
     """One wrk run (one thread, ``connections`` connections), pinned to the client core."""
+    if not load.plain_get:
+        raise ValueError("wrk runs only send GET requests without a body")
     with tempfile.TemporaryDirectory() as folder:
         tokens = Path(folder, "tokens.txt")
         tokens.write_text("".join(f"{token}\n" for token in load.tokens))
@@ -136,8 +149,14 @@ async def _worker(
 
 async def _run_client(load: Load) -> LoadResult:
     headers = [f"Authorization: Bearer {token}\r\n" for token in load.tokens] or [""]
+    if load.body or load.method != "GET":
+        length = len(load.body.encode("latin-1"))
+        content = f"Content-Type: {load.content_type}\r\nContent-Length: {length}\r\n"
+        headers = [header + content for header in headers]
     requests = [
-        f"GET {load.path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{header}\r\n".encode("latin-1")
+        f"{load.method} {load.path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{header}\r\n{load.body}".encode(
+            "latin-1"
+        )
         for header in headers
     ]
     latencies: list[float] = []
@@ -180,8 +199,8 @@ def run_client(load: Load, *, cpu: str | None = CLIENT_CPU) -> LoadResult:
 
 
 def run(load: Load, *, use_wrk: bool) -> LoadResult:
-    """One load run with wrk or with the asyncio client."""
-    return run_wrk(load) if use_wrk else run_client(load)
+    """One load run with wrk (plain GETs only) or with the asyncio client."""
+    return run_wrk(load) if use_wrk and load.plain_get else run_client(load)
 
 
 def main(argv: list[str]) -> None:

@@ -2,7 +2,7 @@
 
     python benchmarks/run.py                 # everything (a few minutes)
     python benchmarks/run.py --quick         # fewer rounds, shorter runs (about a minute)
-    python benchmarks/run.py --only verify   # verify | http | flood (repeatable)
+    python benchmarks/run.py --only verify   # verify | http | scan | flood (repeatable)
     python benchmarks/run.py --no-wrk        # the asyncio load generator even if wrk exists
 
 Numbers are medians over rounds; every ratio compares two things measured in the same
@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "benchmarks"]
 sys.path[0:0] = [str(ROOT), str(ROOT / "src")]
 
-from benchmarks import flood_bench, http_bench, verify_bench  # noqa: E402
+from benchmarks import flood_bench, http_bench, scan_bench, verify_bench  # noqa: E402
 from benchmarks.loadgen import wrk_available  # noqa: E402
 
-SECTIONS = ("verify", "http", "flood")
+SECTIONS = ("verify", "http", "scan", "flood")
 
 
 def machine() -> str:
@@ -88,6 +88,16 @@ def main(argv: list[str] | None = None) -> int:
             f"median of {rounds} rounds)\n"
         )
         print(http_bench.render(http_rows, connections=connections))
+
+    if "scan" in sections:
+        rounds = args.rounds or (2 if quick else 5)
+        duration = 1.0 if quick else 2.0
+        scan_rows = scan_bench.measure_scan(rounds=rounds, duration=duration)
+        print(
+            "\n## The access_token scan on hostile input (uvicorn, one connection; "
+            f"{duration:g} s per run, median of {rounds} rounds)\n"
+        )
+        print(scan_bench.render(scan_rows))
 
     if "flood" in sections:
         result = flood_bench.measure_flood(seconds=2.0 if quick else 5.0)

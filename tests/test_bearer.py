@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import unquote_to_bytes
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from resource_guard import _bearer
 from resource_guard._bearer import (
     DUPLICATE_HEADERS,
     MALFORMED_HEADER,
@@ -181,6 +185,138 @@ def test_query_token_with_another_scheme_is_no_credentials() -> None:
 def test_access_token_parameter_detection() -> None:
     assert has_access_token_parameter(b"x=1&access_token=2")
     assert not has_access_token_parameter(b"x=%20&y=2")
+
+
+# -- the access_token parameter scan: every spelling, linear time ------------------------
+
+FULLY_ENCODED = b"%61%63%63%65%73%73%5F%74%6F%6B%65%6E"
+NAMED = {
+    "plain": b"access_token=x",
+    "after-another": b"a=1&access_token=x",
+    "encoded-first-letter": b"%61ccess_token=x",
+    "encoded-underscore": b"access%5Ftoken=x",
+    "encoded-underscore-lower-hex": b"access%5ftoken",
+    "fully-encoded": FULLY_ENCODED + b"=x",
+    "fully-encoded-lower-hex": FULLY_ENCODED.lower() + b"=x",
+    "mixed-hex-case": b"%61ccess%5ftoke%6E=x",
+    "bare-name": b"access_token",
+    "empty-value": b"access_token=",
+    "semicolon-separator": b"x;access_token=y",
+    "ends-at-ampersand": b"access_token&a=1",
+    "ends-at-semicolon": b"a=1;access_token;b=2",
+    "empty-parts-around": b"&&access_token=x&&",
+    "after-a-long-prefix": b"%&" * 1000 + b"access_token=x",
+    "hostile-value": b"access_token=%zz%",
+}
+NOT_NAMED = {
+    "empty": b"",
+    "other": b"a=1",
+    "glued-prefix": b"xaccess_token=1",
+    "plural": b"access_tokens=1",
+    "longer-name": b"access_token_x=1",
+    "suffix-name": b"my_access_token=1",
+    "as-value": b"a=access_token",
+    "as-value-after-semicolon": b"a=1;b=x=access_token",
+    "encoded-separator": b"x%26access_token=1",
+    "encoded-equals": b"access_token%3Dx",
+    "double-encoded": b"access%255Ftoken=1",
+    "upper-case": b"ACCESS_TOKEN=1",
+    "plus-is-a-space": b"access+token=1",
+    "invalid-escape": b"access%5Gtoken=1",
+    "truncated-escape": b"access%5",
+    "encoded-other-name": b"q=%41",
+    "hostile-flood": b"%&" * 30_000,
+}
+
+
+def reference_names_access_token(data: bytes) -> bool:
+    """The careful, slow reading: split on the separators, decode each name, compare."""
+    for part in re.split(rb"[&;]", data):
+        if unquote_to_bytes(part.partition(b"=")[0]) == b"access_token":
+            return True
+    return False
+
+
+@pytest.mark.parametrize("data", NAMED.values(), ids=NAMED.keys())
+def test_every_spelling_of_access_token_is_caught(data: bytes) -> None:
+    assert reference_names_access_token(data)
+    assert has_access_token_parameter(data)
+    with pytest.raises(BearerRequestError) as caught:
+        extract_token(auth(b"Bearer abc"), data)
+    assert caught.value.description == TWO_METHODS
+
+
+@pytest.mark.parametrize("data", NOT_NAMED.values(), ids=NOT_NAMED.keys())
+def test_other_names_and_values_are_not_access_token(data: bytes) -> None:
+    assert not reference_names_access_token(data)
+    assert not has_access_token_parameter(data)
+    assert extract_token(auth(b"Bearer abc"), data) == "abc"
+
+
+FRAGMENTS = st.sampled_from(
+    [
+        *(bytes([c]) for c in b"acestokn_=&;%+x"),
+        *(b"%%%02X" % c for c in b"acestokn_&;=%"),
+        *(b"%%%02x" % c for c in b"acestokn_&;=%"),
+        b"access",
+        b"token",
+        b"access_token",
+        b"%5",
+        b"%G",
+    ]
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.lists(FRAGMENTS, max_size=24).map(b"".join) | st.binary(max_size=64),
+)
+def test_the_scan_decides_like_a_careful_decoder(data: bytes) -> None:
+    assert has_access_token_parameter(data) == reference_names_access_token(data)
+
+
+class CountingPattern:
+    """Stands in for the scan's compiled pattern and counts the calls made to it."""
+
+    def __init__(self, pattern: re.Pattern[bytes]) -> None:
+        self.pattern = pattern
+        self.calls = 0
+
+    def search(self, data: bytes) -> re.Match[bytes] | None:
+        self.calls += 1
+        return self.pattern.search(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"%&" * 32_768,
+        b"%" + b"&" * 65_535,
+        b"%" + b";" * 65_535,
+        b"&%61" * 16_384,
+        b"%&access_toke" * 5000,
+    ],
+    ids=["percent-ampersand", "ampersands", "semicolons", "encoded-a", "almost-the-name"],
+)
+def test_the_scan_is_one_regex_search_however_hostile_the_input(
+    data: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No splitting, no loop over parts: one search of a linear pattern (see _bearer)."""
+    counting = CountingPattern(_bearer.ACCESS_TOKEN_NAME)
+    monkeypatch.setattr(_bearer, "ACCESS_TOKEN_NAME", counting)
+    assert not has_access_token_parameter(data)
+    assert counting.calls == 1
+    assert has_access_token_parameter(data + b"&access_token")
+    assert counting.calls == 2
+
+
+def test_input_without_percent_or_the_name_skips_the_regex(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counting = CountingPattern(_bearer.ACCESS_TOKEN_NAME)
+    monkeypatch.setattr(_bearer, "ACCESS_TOKEN_NAME", counting)
+    assert not has_access_token_parameter(b"item=tea&note=" + b"x" * 65_536)
+    assert counting.calls == 0
 
 
 def test_bare_challenge_has_no_error() -> None:

@@ -9,7 +9,16 @@ from __future__ import annotations
 import math
 
 import pytest
-from benchmarks import _stats, apps, flood_bench, http_bench, loadgen, run, verify_bench
+from benchmarks import (
+    _stats,
+    apps,
+    flood_bench,
+    http_bench,
+    loadgen,
+    run,
+    scan_bench,
+    verify_bench,
+)
 from benchmarks._common import AUDIENCE, issuer_env
 
 from resource_guard.testing import FakeIssuer
@@ -64,6 +73,33 @@ def test_http_compares_each_server_with_its_bare_endpoint() -> None:
         assert row.rps > 0
         assert row.p50_us > 0
     assert "x bare" in http_bench.render(rows, connections=2)
+
+
+def test_scan_compares_hostile_input_with_benign_input_of_the_same_size() -> None:
+    """Hostile and benign payloads have the same size; a short round serves them all."""
+    sizes = {
+        case.label: len((case.body or case.query).encode("latin-1")) for case in scan_bench.CASES
+    }
+    for case in scan_bench.CASES:
+        assert sizes[case.label] == sizes[case.base or case.label]
+    cases = [case for case in scan_bench.CASES if "url-encoded" not in case.label]
+    rows = scan_bench.measure_scan(rounds=1, duration=0.2, cases=cases)
+    assert [row.label for row in rows] == [case.label for case in cases]
+    assert rows[0].p50_ratio == 1.0
+    with pytest.raises(ValueError, match="baselines"):
+        scan_bench.measure_scan(cases=scan_bench.CASES[1:3])
+    for row in rows:
+        assert row.errors == 0
+        assert row.p50_us > 0
+        assert row.p50_ratio > 0
+    assert "x benign" in scan_bench.render(rows)
+
+
+def test_only_plain_gets_go_to_wrk() -> None:
+    assert loadgen.Load(1).plain_get
+    assert not loadgen.Load(1, method="POST", body="a=1").plain_get
+    with pytest.raises(ValueError, match="GET"):
+        loadgen.run_wrk(loadgen.Load(1, method="POST", body="a=1"))
 
 
 def test_flood_counts_fetches_latency_and_lag() -> None:

@@ -3,14 +3,17 @@ lifespan, public paths, anonymous mode and hostile input."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import base64
+import inspect
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
+from unittest import mock
 
 import httpx
 import pytest
@@ -30,11 +33,13 @@ from resource_guard import (
     KeysUnavailableError,
     TokenVerifier,
     _verifier,
+    middleware,
 )
 from resource_guard.middleware import BearerAuthMiddleware, TokenUser, get_access_token
 from resource_guard.testing import FakeClock, FakeIssuer, generate_key
 
 from .asgi_client import Result, call, lifespan, websocket
+from .loopback import LoopbackServer
 
 AUDIENCE = "api://orders"
 CHALLENGE = re.compile(
@@ -277,8 +282,15 @@ async def test_malformed_request_is_refused_even_in_anonymous_mode(
         (lambda value: [(b"authorization", value), (b"authorization", b"Basic eDp5")], b""),
         (lambda value: [(b"authorization", value)], b"access_token=abc"),
         (lambda value: [(b"authorization", value)], b"access%5Ftoken=abc"),
+        (lambda value: [(b"authorization", value)], b"page=2;access_token=abc"),
     ],
-    ids=["the-same-header-twice", "bearer-and-basic", "query-too", "query-encoded"],
+    ids=[
+        "the-same-header-twice",
+        "bearer-and-basic",
+        "query-too",
+        "query-encoded",
+        "query-after-semicolon",
+    ],
 )
 async def test_a_cached_token_is_still_refused_in_a_malformed_request(
     app: Starlette, fake: FakeIssuer, headers: Any, query: bytes
@@ -345,10 +357,11 @@ async def test_a_verifier_subclass_overriding_verify_sees_every_request(
     assert calls == [alice, mallory, alice, mallory]
 
 
-async def test_a_new_token_is_hashed_once_per_request(
-    app: Starlette, fake: FakeIssuer, monkeypatch: pytest.MonkeyPatch
+async def test_a_repeated_token_costs_one_hash_and_no_verify_call(
+    app: Starlette, verifier: TokenVerifier, fake: FakeIssuer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The look-up's cache key is reused when the token must be verified afresh."""
+    """A token seen before is answered by ``cached()`` alone: one digest, no coroutine.
+    A new token is looked up, then verified (hashed again inside verify())."""
     hashed: list[bytes] = []
     real_hash = _verifier._token_hash
 
@@ -358,9 +371,180 @@ async def test_a_new_token_is_hashed_once_per_request(
 
     monkeypatch.setattr(_verifier, "_token_hash", counting)
     token = fake.mint()
-    for requests in (1, 2):
+    assert (await call(app, headers=bearer(token))).status == 200
+    assert hashed == [token.encode()] * 2
+    hashed.clear()
+    verify_calls = 0
+    real_verify = TokenVerifier.verify
+
+    async def counting_verify(self: TokenVerifier, raw: str) -> AccessToken:
+        nonlocal verify_calls
+        verify_calls += 1
+        return await real_verify(self, raw)
+
+    assert (await call(app, headers=bearer(token))).status == 200
+    assert hashed == [token.encode()]
+    # Patching the class is an override too: from now on every request awaits it.
+    monkeypatch.setattr(TokenVerifier, "verify", counting_verify)
+    assert (await call(app, headers=bearer(token))).status == 200
+    assert verify_calls == 1
+
+
+# -- a verify() set on the instance, patched or overridden is never bypassed -------------
+
+REVOKED_JTI = "jti-revoked"
+
+
+VerifyFunction = Callable[[str], Coroutine[Any, Any, AccessToken]]
+
+
+def deny_list(verify: VerifyFunction, calls: list[str]) -> VerifyFunction:
+    """An audit and jti deny-list wrapper around ``verify`` (records every token seen)."""
+
+    async def checked(token: str) -> AccessToken:
+        calls.append(token)
+        verified = await verify(token)
+        if verified.claims.get("jti") == REVOKED_JTI:
+            raise InvalidTokenError("the token was revoked")
+        return verified
+
+    return checked
+
+
+@pytest.mark.parametrize("installed", ["before-the-first-request", "after-the-first-request"])
+async def test_a_verify_set_on_the_instance_sees_every_request(
+    verifier: TokenVerifier, fake: FakeIssuer, installed: str
+) -> None:
+    """``verifier.verify = wrapper`` is honoured even for a token already in the cache."""
+    app = protect(verifier)
+    calls: list[str] = []
+    wrapper = deny_list(verifier.verify, calls)
+    allowed = fake.mint("alice")
+    revoked = fake.mint("mallory", claims={"jti": REVOKED_JTI})
+    if installed == "before-the-first-request":
+        verifier.verify = wrapper  # type: ignore[method-assign, assignment]
+    for token in (allowed, revoked):  # both verify, both are cached
+        assert (await call(app, headers=bearer(token))).status in (200, 401)
+    verifier.verify = wrapper  # type: ignore[method-assign, assignment]
+    calls.clear()
+    assert (await call(app, headers=bearer(allowed))).status == 200
+    assert_refusal(await call(app, headers=bearer(revoked)), 401, "invalid_token")
+    assert calls == [allowed, revoked]
+
+
+async def test_a_verify_patched_with_mock_sees_every_request(
+    verifier: TokenVerifier, fake: FakeIssuer
+) -> None:
+    app = protect(verifier)
+    token = fake.mint("alice")
+    assert (await call(app, headers=bearer(token))).status == 200  # now in the cache
+    with mock.patch.object(
+        verifier, "verify", side_effect=InvalidTokenError("the token was revoked")
+    ) as patched:
+        assert_refusal(await call(app, headers=bearer(token)), 401, "invalid_token")
+    patched.assert_awaited_once_with(token)
+    with mock.patch.object(verifier, "verify", wraps=verifier.verify) as spy:
         assert (await call(app, headers=bearer(token))).status == 200
-        assert hashed == [token.encode()] * requests
+    spy.assert_awaited_once_with(token)
+    assert (await call(app, headers=bearer(token))).status == 200  # unpatched again
+
+
+class DuckVerifier:
+    """A verifier that is no TokenVerifier: verify() only, no cached()."""
+
+    def __init__(self, inner: TokenVerifier) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    async def verify(self, token: str) -> AccessToken:
+        self.calls.append(token)
+        return await self.inner.verify(token)
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_verifier_without_cached_is_awaited_for_every_request(
+    verifier: TokenVerifier, fake: FakeIssuer
+) -> None:
+    duck = DuckVerifier(verifier)
+    app = protect(duck)
+    token = fake.mint("alice")
+    for _ in range(3):
+        result = await call(app, headers=bearer(token))
+        assert result.json()["subject"] == "alice"
+    assert duck.calls == [token] * 3
+    assert_refusal(await call(app, headers=bearer(forged(fake))), 401, "invalid_token")
+
+
+class CachingDuckVerifier(DuckVerifier):
+    """A verifier of its own with a cached(): the middleware asks it first."""
+
+    def __init__(self, inner: TokenVerifier) -> None:
+        super().__init__(inner)
+        self.looked_up: list[str | bytes] = []
+
+    def cached(self, token: str | bytes) -> AccessToken | None:
+        self.looked_up.append(token)
+        return self.inner.cached(token)
+
+
+async def test_a_verifier_with_cached_is_asked_before_verify(
+    verifier: TokenVerifier, fake: FakeIssuer
+) -> None:
+    duck = CachingDuckVerifier(verifier)
+    app = protect(duck)
+    token = fake.mint("alice")
+    for _ in range(3):
+        assert (await call(app, headers=bearer(token))).json()["subject"] == "alice"
+    assert duck.calls == [token]  # verified once, then answered by cached()
+    assert duck.looked_up == [token.encode()] * 3
+
+
+class BrokenCacheVerifier(DuckVerifier):
+    def cached(self, token: str | bytes) -> AccessToken | None:
+        raise RuntimeError("cache bug")
+
+
+async def test_a_failing_cached_falls_back_to_verify(
+    verifier: TokenVerifier, fake: FakeIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    duck = BrokenCacheVerifier(verifier)
+    token = fake.mint("alice")
+    with caplog.at_level(logging.ERROR, logger="resource_guard.middleware"):
+        result = await call(protect(duck), headers=bearer(token))
+    assert result.json()["subject"] == "alice"
+    assert duck.calls == [token]
+    assert "RuntimeError" in caplog.text
+    assert token not in caplog.text
+
+
+async def test_a_mock_verifier_is_always_awaited() -> None:
+    """An AsyncMock has every attribute, "cached" too: a coroutine is never a token."""
+    verifier = mock.AsyncMock()
+    verifier.verify.side_effect = InvalidTokenError("refused by the mock")
+    app = protect(verifier)
+    for _ in range(2):
+        assert_refusal(await call(app, headers=bearer("a.b.c")), 401, "invalid_token")
+    assert verifier.verify.await_count == 2
+    verifier.cached.assert_not_called()
+
+
+def test_the_middleware_uses_only_public_names_of_other_objects() -> None:
+    """No ``other._name``: what the middleware needs of a verifier is its public API."""
+    tree = ast.parse(inspect.getsource(middleware))
+    private = sorted(
+        f"{ast.unparse(node.value)}.{node.attr}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+    )
+    assert private == []
 
 
 async def test_a_cached_token_expires_like_any_other(fake: FakeIssuer) -> None:
@@ -551,6 +735,100 @@ async def test_public_paths_need_no_token(app: Starlette, path: str) -> None:
 )
 async def test_other_paths_stay_protected(app: Starlette, path: str) -> None:
     assert_refusal(await call(app, path=path), 401, "unauthorized")
+
+
+WELL_KNOWN = ("/.well-known/*", "/static/*", "/health")
+DOT_NAMES_ARE_PUBLIC = {
+    "protected-resource-metadata": "/.well-known/oauth-protected-resource",
+    "metadata-for-a-path": "/.well-known/oauth-protected-resource/orders",
+    "openid-configuration": "/.well-known/openid-configuration",
+    "the-base": "/.well-known",
+    "the-base-with-slash": "/.well-known/",
+    "trailing-slash": "/.well-known/x/",
+    "hidden-file": "/static/.hidden",
+    "dotted-name": "/static/app.min.js",
+    "three-dots": "/static/...",
+    "dot-dot-name": "/static/..x",
+    "name-dot-dot": "/static/x..",
+    "dot-inside-deeper": "/static/a/.b/c",
+}
+DOT_SEGMENTS_STAY_PROTECTED = {
+    "dotdot-to-admin": "/.well-known/../admin",
+    "dot-segment": "/.well-known/./x",
+    "double-slash": "/.well-known//x",
+    "trailing-dotdot": "/.well-known/x/..",
+    "trailing-dot": "/.well-known/x/.",
+    "base-dot": "/.well-known/.",
+    "base-dotdot": "/.well-known/..",
+    "deep-dotdot": "/.well-known/a/b/../../../admin",
+    "trailing-double-slash": "/.well-known/x//",
+    "leading-double-slash": "//.well-known/x",
+    "dotdot-semicolon": "/.well-known/..;/admin",
+    "dot-semicolon": "/.well-known/.;x/admin",
+    "backslash-dotdot": "/.well-known/..\\admin",
+    "backslash-dot-segment": "/.well-known/x\\.\\y",
+    "glued-prefix": "/.well-knownx",
+    "static-dotdot": "/static/../admin",
+    "static-hidden-then-dotdot": "/static/.hidden/../../admin",
+}
+
+
+@pytest.mark.parametrize("path", DOT_NAMES_ARE_PUBLIC.values(), ids=DOT_NAMES_ARE_PUBLIC.keys())
+async def test_dot_named_segments_are_ordinary_names(verifier: TokenVerifier, path: str) -> None:
+    result = await call(protect(verifier, public_paths=WELL_KNOWN), path=path)
+    assert result.status == 200
+    assert result.json()["authenticated"] is False
+
+
+@pytest.mark.parametrize(
+    "path", DOT_SEGMENTS_STAY_PROTECTED.values(), ids=DOT_SEGMENTS_STAY_PROTECTED.keys()
+)
+async def test_dot_segments_and_empty_segments_stay_protected(
+    verifier: TokenVerifier, path: str
+) -> None:
+    result = await call(protect(verifier, public_paths=WELL_KNOWN), path=path)
+    assert_refusal(result, 401, "unauthorized")
+
+
+RAW_TARGETS = {
+    "protected-resource-metadata": ("/.well-known/oauth-protected-resource", 200),
+    "percent-encoded-dot-name": ("/%2Ewell-known/oauth-protected-resource", 200),
+    "dotdot-to-admin": ("/.well-known/../admin", 401),
+    "percent-encoded-dotdot": ("/.well-known/%2e%2e/admin", 401),
+    "percent-encoded-slash-dotdot": ("/.well-known/..%2Fadmin", 401),
+    "dot-segment": ("/.well-known/./x", 401),
+    "double-slash": ("/.well-known//x", 401),
+    "trailing-dotdot": ("/.well-known/x/..", 401),
+}
+
+
+@pytest.fixture(scope="module")
+def well_known_server(fake: FakeIssuer) -> Iterator[tuple[str, int]]:
+    """The app under uvicorn on 127.0.0.1; no request here needs the verifier to start."""
+    verifier = TokenVerifier(fake.issuer, AUDIENCE, http_client=fake.async_client())
+    app = protect(verifier, public_paths=WELL_KNOWN, manage_verifier=False)
+    with LoopbackServer(app, log_level="critical") as url:
+        host, port = url.removeprefix("http://").split(":")
+        yield host, int(port)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("target", "status"), RAW_TARGETS.values(), ids=RAW_TARGETS.keys())
+async def test_public_dot_names_over_real_http(
+    well_known_server: tuple[str, int], target: str, status: int
+) -> None:
+    """Raw request targets (a client library would resolve the dot segments itself)."""
+    host, port = well_known_server
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(
+            f"GET {target} HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n".encode()
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n"), 5)
+    finally:
+        writer.close()
+    assert head.split(b" ")[1] == str(status).encode()
 
 
 async def test_public_path_ignores_even_a_bad_token(app: Starlette) -> None:
@@ -909,8 +1187,14 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 @pytest.mark.parametrize(
     "body",
-    [b"item=tea&access_token=abc", b"access%5Ftoken=abc", b"access_token="],
-    ids=["plain", "percent-encoded-name", "empty-value"],
+    [
+        b"item=tea&access_token=abc",
+        b"access%5Ftoken=abc",
+        b"access_token=",
+        b"item=tea;access_token=abc",
+        b"%&" * 20_000 + b"%61ccess_token=abc",
+    ],
+    ids=["plain", "percent-encoded-name", "empty-value", "after-semicolon", "after-a-flood"],
 )
 async def test_header_token_plus_form_token_is_400(
     verifier: TokenVerifier, fake: FakeIssuer, body: bytes

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import types
 from collections.abc import AsyncIterator
 from typing import Any
+from unittest import mock
 
 import httpx
 import pytest
@@ -374,25 +377,108 @@ async def test_a_token_seen_again_skips_the_signature(
     assert len(signature_checks) == 1
 
 
-async def test_the_no_wait_lookup_answers_only_tokens_verified_before(
+async def test_cached_answers_only_tokens_verified_before(
     issuer: FakeIssuer, verifier: TokenVerifier, clock: FakeClock
 ) -> None:
-    """The middleware's fast path: a hit is a token verify() accepted, still valid;
-    anything else is a miss (the cache key, or b"" for what is never cached)."""
+    """The middleware's no-wait path: a token verify() accepted and would accept now;
+    None for anything else (then the caller awaits verify())."""
     token = issuer.mint(expires_in=60)
-    digest = _verifier._token_hash(token.encode()).digest()
-    assert verifier._lookup(token) == digest
+    assert verifier.cached(token) is None
     verified = await verifier.verify(token)
-    assert verifier._lookup(token) is verified
-    assert verifier._lookup(token.encode()) is verified  # a header's raw bytes
+    assert verifier.cached(token) is verified
+    assert verifier.cached(token.encode()) is verified  # a header's raw bytes
     for other in (token + "x", token[:-1], " " + token, token.encode() + b"x"):
-        assert isinstance(verifier._lookup(other), bytes)
+        assert verifier.cached(other) is None
     for never_cached in ("caf\xe9", b"caf\xe9", None, 42, "a" * 20_000, b"a" * 20_000):
-        assert verifier._lookup(never_cached) == b""  # type: ignore[arg-type]
+        assert verifier.cached(never_cached) is None  # type: ignore[arg-type]
     clock.advance(60 + 30 + 1)
-    assert verifier._lookup(token) == digest
+    assert verifier.cached(token) is None
     with pytest.raises(ExpiredTokenError):
         await verifier.verify(token)
+
+
+async def test_cached_forgets_a_token_whose_key_was_revoked(
+    issuer: FakeIssuer, verifier: TokenVerifier
+) -> None:
+    token = issuer.mint()
+    await verifier.verify(token)
+    old = issuer.current_key.kid
+    issuer.rotate_keys()
+    issuer.remove_key(old)
+    assert await verifier.key_source.refresh()
+    assert verifier.cached(token) is None
+    with pytest.raises(UnknownKeyError):
+        await verifier.verify(token)
+
+
+async def test_cached_starts_a_due_refresh_without_waiting_for_it(
+    issuer: FakeIssuer, verifier: TokenVerifier, clock: FakeClock
+) -> None:
+    token = issuer.mint(expires_in=3600)
+    verified = await verifier.verify(token)
+    source = verifier.key_source
+    fetches = source.fetch_count
+    clock.advance(source.refresh_due - clock.now)  # a refresh is due, the keys still usable
+    assert clock.now < source.usable_until
+    assert verifier.cached(token) is verified  # answered at once
+    assert source.fetch_count == fetches  # the refresh is only scheduled...
+    for _ in range(100):
+        await asyncio.sleep(0)
+        if source.fetch_count > fetches:
+            break
+    assert source.fetch_count == fetches + 1  # ...and runs in the background
+
+
+async def replaced_verify(self: TokenVerifier, token: str) -> AccessToken:
+    raise InvalidTokenError("replaced")
+
+
+def on_the_instance(verifier: TokenVerifier, monkeypatch: pytest.MonkeyPatch) -> None:
+    verifier.verify = types.MethodType(replaced_verify, verifier)  # type: ignore[method-assign]
+
+
+def mock_patched(verifier: TokenVerifier, monkeypatch: pytest.MonkeyPatch) -> None:
+    patcher = mock.patch.object(verifier, "verify", side_effect=InvalidTokenError("mocked"))
+    patcher.start()
+    monkeypatch.setattr(verifier, "_test_patcher", patcher, raising=False)
+
+
+def on_the_class(verifier: TokenVerifier, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(TokenVerifier, "verify", replaced_verify)
+
+
+def in_a_subclass(verifier: TokenVerifier, monkeypatch: pytest.MonkeyPatch) -> None:
+    class DenyList(TokenVerifier):
+        async def verify(self, token: str) -> AccessToken:
+            return await super().verify(token)
+
+    monkeypatch.setattr(verifier, "__class__", DenyList)
+
+
+OVERRIDES = {
+    "assigned-on-the-instance": on_the_instance,
+    "mock-patch-object": mock_patched,
+    "patched-on-the-class": on_the_class,
+    "subclass-override": in_a_subclass,
+}
+
+
+@pytest.mark.parametrize("override", OVERRIDES.values(), ids=OVERRIDES.keys())
+async def test_cached_is_none_whenever_verify_is_overridden(
+    issuer: FakeIssuer, verifier: TokenVerifier, monkeypatch: pytest.MonkeyPatch, override: Any
+) -> None:
+    """Whoever replaces verify() sees every token: cached() never answers in its place."""
+    token = issuer.mint()
+    await verifier.verify(token)
+    assert verifier.cached(token) is not None
+    try:
+        override(verifier, monkeypatch)
+        assert verifier.cached(token) is None
+        assert verifier.cached(token.encode()) is None
+    finally:
+        patcher = getattr(verifier, "_test_patcher", None)
+        if patcher is not None:
+            patcher.stop()
 
 
 async def test_cached_tokens_still_expire(
@@ -452,12 +538,12 @@ async def test_an_oversized_token_is_refused_before_it_is_hashed(
         return real_hash(data)
 
     monkeypatch.setattr(_verifier, "_token_hash", counting)
-    assert verifier._lookup(token) == b""
+    assert verifier.cached(token) is None
     if isinstance(token, str):
         with pytest.raises(MalformedTokenError, match="larger"):
             await verifier.verify(token)
     assert hashed == []
-    verifier._lookup("a.b.c")
+    verifier.cached("a.b.c")
     assert hashed == [5]  # the probe is the hash the verifier really uses
 
 

@@ -269,11 +269,6 @@ class TokenVerifier:
         found = self._lookup(token)
         if isinstance(found, AccessToken):
             return found
-        return await self._verify_afresh(token, found)
-
-    async def _verify_afresh(self, token: str, digest: bytes) -> AccessToken:
-        """:meth:`verify` after a cache miss; ``digest`` is the token's cache key that
-        :meth:`_lookup` gave (b"" when the token is not cached)."""
         try:
             header, payload, signing_input, signature = self._parser.parts(token)
             alg = header.alg
@@ -281,20 +276,37 @@ class TokenVerifier:
                 raise UnsupportedAlgorithmError(f"algorithm {alg!r:.40} is not allowed")
             keys = self._keys
             key = keys.current_key(header.kid, alg) or await keys.get_key(header.kid, alg)
-            return self._accept(key, header, payload, signing_input, signature, digest)
+            return self._accept(key, header, payload, signing_input, signature, found)
         except InvalidTokenError as exc:
             logger.debug("token refused (%s): %s", exc.code, exc.message)
             raise
 
+    def cached(self, token: str | bytes) -> AccessToken | None:
+        """The AccessToken of a token verified before, without waiting; else None.
+
+        A token :meth:`verify` accepted earlier and would accept now: its cache entry's
+        time window holds, its key was not revoked and the keys are usable. None means
+        "ask :meth:`verify`": the token was never verified (or was refused), left the
+        cache, expired, or lost its key; nothing about the token is judged here.
+
+        ``token`` may be the raw bytes of an ``Authorization`` header's token: an ASCII
+        token hashes to the same cache key either way. Never waits; call it on the event
+        loop (a hit may start a background key refresh that is due).
+
+        Always None while :meth:`verify` is overridden, on the instance
+        (``verifier.verify = wrapper``, ``mock.patch.object``) or in a subclass, so that
+        every token goes through the override: a deny list, an audit wrapper, a mock.
+        """
+        if type(self).verify is not _VERIFY or "verify" in self.__dict__:
+            return None
+        found = self._lookup(token)
+        return found if isinstance(found, AccessToken) else None
+
     def _lookup(self, token: str | bytes) -> AccessToken | bytes:
         """A cache hit's AccessToken, else the token's cache key (b"" when not cacheable).
 
-        ``token`` may also be the raw bytes of an ``Authorization`` header's token (the
-        middleware's case): an ASCII token hashes to the same key either way.
-
-        A hit is a token :meth:`verify` accepted whose entry still holds (time window, key,
-        keys usable). Never waits: the middleware calls it before awaiting :meth:`verify`.
-        Call it on the event loop (a hit may start a background key refresh).
+        A hit is an entry that still holds (time window, key, keys usable); an entry that
+        no longer holds is dropped, so that :meth:`verify` names the precise error.
         """
         cache = self._cache
         kind = type(token)
@@ -360,6 +372,10 @@ class TokenVerifier:
             )
         return access_token
 
+
+_VERIFY = TokenVerifier.verify
+"""TokenVerifier's own verify(): :meth:`TokenVerifier.cached` answers only while it is the
+one in force (a later patch of the class counts as an override too)."""
 
 _ENVIRONMENT: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("issuer", "RESOURCE_GUARD_ISSUER", str),

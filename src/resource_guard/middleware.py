@@ -13,8 +13,9 @@ so Starlette's own ``@requires(...)`` works unchanged.
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
@@ -33,7 +34,6 @@ from ._bearer import (
     quick_token,
 )
 from ._models import AccessToken
-from ._verifier import TokenVerifier
 from .exceptions import InvalidTokenError, KeysUnavailableError
 
 __all__ = ["BearerAuthMiddleware", "TokenUser", "get_access_token"]
@@ -72,9 +72,24 @@ class AccessRefused(Exception):
 
 
 class Verifier(Protocol):
-    """What the middleware needs of a verifier (TokenVerifier implements it)."""
+    """What the middleware needs of a verifier (TokenVerifier implements it).
+
+    ``verify`` decides: it returns the AccessToken or raises InvalidTokenError (401) or
+    KeysUnavailableError (503). ``start`` and ``aclose`` run at lifespan start-up and
+    shutdown.
+
+    ``cached`` is optional at run time (a verifier without it has every request go
+    through ``await verify(...)``). When present, the middleware calls it first, with the
+    *unchecked* bytes after ``Bearer `` of the one ``Authorization`` header, and uses its
+    answer without calling ``verify``. So it must return an AccessToken only for a token
+    ``verify`` accepted before and would accept now (same token, time window, key not
+    revoked, keys usable), and None whenever the caller must ``await verify(...)``:
+    anything unknown, and always while ``verify`` is overridden or wrapped. It must
+    never wait (no I/O, no coroutine; it may schedule background work) and never raise.
+    """
 
     async def verify(self, token: str) -> AccessToken: ...
+    def cached(self, token: str | bytes) -> AccessToken | None: ...
     async def start(self) -> None: ...
     async def aclose(self) -> None: ...
 
@@ -208,6 +223,25 @@ def _route_path(path: str, root: str) -> str:
     return path
 
 
+def _plain_path(path: str) -> bool:
+    """True when ``path`` has no empty segment (``//``) and no ``.`` or ``..`` segment.
+
+    Dot-named segments (``/.well-known``, ``/.hidden``, ``/a..b``) are ordinary names.
+    On the safe side, ``\\`` counts as a separator too and a segment's ``;`` parameters
+    are ignored, so ``/x/..\\admin`` and ``/x/..;/admin`` count as ``..`` segments.
+    """
+    if "\\" in path:
+        path = path.replace("\\", "/")
+    if "//" in path:
+        return False
+    if "/." not in path:
+        return True
+    for segment in path.split("/"):
+        if segment[:1] == "." and segment.partition(";")[0] in (".", ".."):
+            return False
+    return True
+
+
 def _public_rules(public_paths: Iterable[str]) -> tuple[frozenset[str], tuple[str, ...]]:
     if isinstance(public_paths, str | bytes):
         raise TypeError('public_paths must be a sequence of paths, e.g. ("/health",)')
@@ -237,12 +271,17 @@ class BearerAuthMiddleware:
 
     Args:
         app: the ASGI app to protect.
-        verifier: a :class:`~resource_guard.TokenVerifier` (or anything with its
-            ``verify``/``start``/``aclose``).
+        verifier: a :class:`~resource_guard.TokenVerifier`, or anything with its async
+            ``verify``/``start``/``aclose`` and, optionally, its no-wait ``cached``
+            (see :class:`Verifier`). Only this public API is used: a ``verify`` set on
+            the instance, patched or overridden runs for every request.
         public_paths: paths served without a token. ``"/health"`` matches exactly that
-            path; ``"/docs/*"`` matches ``/docs`` and everything under ``/docs/`` (but no
-            path with ``//`` or a ``.``/``..`` segment). Default: none, every path is
-            protected (FastAPI's ``/docs`` and ``/openapi.json`` included).
+            path; ``"/docs/*"`` matches ``/docs`` and everything under ``/docs/``, dot-named
+            segments included (``"/.well-known/*"`` covers
+            ``/.well-known/oauth-protected-resource``), but no path with an empty segment
+            (``//``) or a ``.``/``..`` segment (``/docs/../admin`` stays protected).
+            Default: none, every path is protected (FastAPI's ``/docs`` and
+            ``/openapi.json`` included).
         allow_anonymous: let requests *without* credentials through, with
             ``request.user`` unauthenticated and no token, so routes decide (for example
             with ``require_scopes``). Invalid tokens are still refused.
@@ -273,11 +312,13 @@ class BearerAuthMiddleware:
             raise ValueError("realm must be a non-empty string of printable ASCII")
         self.app = app
         self.verifier = verifier
-        # A TokenVerifier answers a token it verified before without a coroutine, unless
-        # a subclass overrides verify(): then every request goes through that override.
-        self._fast: TokenVerifier | None = None
-        if isinstance(verifier, TokenVerifier) and type(verifier).verify is TokenVerifier.verify:
-            self._fast = verifier
+        # A token verified before is answered without a coroutine when the verifier can
+        # (TokenVerifier.cached: None while verify() is overridden); else verify() decides.
+        # An async "cached" (an AsyncMock verifier, say) breaks the contract: not used.
+        cached = getattr(verifier, "cached", None)
+        self._cached: Callable[[bytes], AccessToken | None] | None = (
+            cached if callable(cached) and not inspect.iscoroutinefunction(cached) else None
+        )
         self._exact, self._prefixes = _public_rules(public_paths)
         self._public = bool(self._exact or self._prefixes)
         self._anonymous = allow_anonymous
@@ -300,7 +341,7 @@ class BearerAuthMiddleware:
             return
 
         replies = self._replies
-        fast = self._fast
+        cached = self._cached
         scope[REPLIES_KEY] = replies
         scope[APP_KEY] = scope.get("app")
         if self._public and self._is_public(scope):
@@ -310,16 +351,23 @@ class BearerAuthMiddleware:
         query = scope.get("query_string") or b""
         token: AccessToken | None = None
         raw = ""
-        quick: bytes | None = None
-        digest = b""
-        if fast is not None and not query:
-            # A token verified before: no parsing, no coroutine (the common case).
+        if cached is not None and not query:
+            # A token verified before: no parsing, no coroutine (the common case). Only
+            # one "Authorization: Bearer <token>" header gets here; other shapes, and
+            # every request with a query string, take the careful path below.
             quick = quick_token(headers)
-            found = None if quick is None else fast._lookup(quick)
-            if isinstance(found, AccessToken):
-                token = found
-            elif found:
-                digest = found
+            if quick is not None:
+                try:
+                    found = cached(quick)
+                except Exception as exc:  # a verifier's bug: verify() decides instead
+                    logger.error(
+                        "the verifier's cached() failed (%s); verifying the token instead",
+                        type(exc).__name__,
+                        exc_info=exc,
+                    )
+                    found = None
+                if isinstance(found, AccessToken):
+                    token = found
         if token is None:
             try:
                 extracted = extract_token(headers, query)
@@ -341,10 +389,7 @@ class BearerAuthMiddleware:
                 return
 
         if token is None:
-            # raw is a substring of what follows "Bearer ": of equal length, it is that
-            # very token, whose cache key the look-up already computed.
-            same = quick is not None and len(quick) == len(raw)
-            outcome = await self._verify(raw, digest if same else b"")
+            outcome = await self._verify(raw)
             if isinstance(outcome, Reply):
                 await send_reply(scope, receive, send, outcome)
                 return
@@ -361,14 +406,10 @@ class BearerAuthMiddleware:
         except AccessRefused as refusal:  # raised before the route answered
             await send_reply(scope, receive, send, refusal.reply)
 
-    async def _verify(self, raw: str, digest: bytes) -> AccessToken | Reply:
-        """The verified token, or the reply refusing it. ``digest``: the token's cache key
-        when the look-up already computed it (then it is not hashed again)."""
+    async def _verify(self, raw: str) -> AccessToken | Reply:
+        """The verified token, or the reply refusing it."""
         replies = self._replies
-        fast = self._fast
         try:
-            if digest and fast is not None:
-                return await fast._verify_afresh(raw, digest)
             return await self.verifier.verify(raw)
         except InvalidTokenError as exc:
             return replies.invalid_token(exc.description)
@@ -390,12 +431,7 @@ class BearerAuthMiddleware:
             path = _route_path(path, root)
         if path in self._exact:
             return True
-        return bool(
-            self._prefixes
-            and path.startswith(self._prefixes)
-            and "//" not in path
-            and "/." not in path
-        )
+        return bool(self._prefixes and path.startswith(self._prefixes) and _plain_path(path))
 
     async def _pass_anonymous(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["auth"] = AuthCredentials()
