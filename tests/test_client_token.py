@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from resource_guard.client import ClientCredentialsAuth
+from resource_guard.client._http import RetryPolicy
 from resource_guard.client._token import safe_text
 from resource_guard.exceptions import TokenRequestError
 from resource_guard.testing import FakeClock
@@ -556,3 +557,27 @@ def test_server_text_is_made_safe_for_messages(
     value: object, secret: str, expected: str | None
 ) -> None:
     assert safe_text(value, secret=secret) == expected
+
+
+async def test_a_foreign_issuer_ends_discovery_without_trying_rfc_8414(
+    mode: str, server: TokenServer, clock: FakeClock
+) -> None:
+    """The client and the key source share one discovery: a document naming another issuer
+    is a mix-up, not a missing document, so no other location is asked."""
+    server.discovery["/.well-known/openid-configuration"] = metadata(issuer="https://evil.test")
+    server.discovery["/.well-known/oauth-authorization-server"] = metadata()
+
+    error = await failure(mode, make_auth(server, clock, issuer=ISSUER))
+
+    assert server.discovery_requests == ["/.well-known/openid-configuration"]
+    assert "names another issuer, 'https://evil.test'" in error.message
+    assert server.token_requests == []
+
+
+@pytest.mark.parametrize(
+    ("jitter", "delays"),
+    [(0.0, [0.4, 0.8, 1.6, 3.2, 6.4, 10.0 / 1.5]), (0.999999, [0.6, 1.2, 2.4, 4.8, 9.6, 10.0])],
+)
+def test_retry_delays_follow_the_shared_backoff_formula(jitter: float, delays: list[float]) -> None:
+    policy = RetryPolicy(retries=6, backoff=0.6, jitter=lambda: jitter)
+    assert [policy.delay(attempt) for attempt in range(6)] == pytest.approx(delays, rel=1e-5)

@@ -1,4 +1,5 @@
-"""_fetch: the hardened GET behind discovery and JWKS fetching, and URL checks."""
+"""_fetch and _discovery: the one hardened exchange with the IdP (the key source's GETs,
+the client's token POSTs), its backoff formula, URL checks, and the one discovery."""
 
 from __future__ import annotations
 
@@ -8,19 +9,28 @@ import json
 import logging
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import Any
 
 import httpx
 import pytest
 
+from resource_guard._discovery import DiscoveryError, Metadata, discover, discover_sync
 from resource_guard._fetch import (
+    JITTER_SPREAD,
     MAX_DOCUMENT_BYTES,
     Document,
     FetchError,
+    Reply,
+    UnreadableBody,
+    backoff_delay,
+    bare_request,
     check_url,
     fetch_json,
     is_loopback_host,
     parse_max_age,
+    send_async,
+    send_sync,
 )
 
 URL = "https://idp.example.test/jwks.json"
@@ -547,3 +557,183 @@ async def test_an_absurd_max_age_does_not_spoil_the_document() -> None:
     """RFC 9111 §1.2.2: a delta-seconds too large to represent counts as 2**31."""
     response = httpx.Response(200, content=JWKS, headers={"Cache-Control": "max-age=1" + "0" * 400})
     assert (await fetch(response)).max_age == 2.0**31
+
+
+# -- the one backoff formula -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("failures", "jitter", "delay"),
+    [
+        (1, 0.0, 10.0),
+        (2, 0.0, 20.0),
+        (5, 0.0, 160.0),
+        (6, 0.0, 300.0),  # capped
+        (1, 0.5, 12.5),
+        (6, 0.999, 300.0 * (1 + JITTER_SPREAD * 0.999)),  # jitter stretches the cap too
+        (0, 0.0, 10.0),  # never below base
+    ],
+)
+def test_backoff_delay_doubles_caps_and_jitters(failures: int, jitter: float, delay: float) -> None:
+    assert backoff_delay(failures, base=10.0, cap=300.0, jitter=jitter) == pytest.approx(delay)
+
+
+def test_backoff_delay_stays_bounded_after_thousands_of_failures() -> None:
+    assert backoff_delay(5000, base=1.0, cap=300.0, jitter=0.0) == 300.0
+
+
+def test_backoff_delay_never_cuts_below_the_base() -> None:
+    assert backoff_delay(3, base=600.0, cap=300.0, jitter=0.0) == 600.0
+
+
+# -- the shared exchange: any method, any status -----------------------------------------
+
+
+def test_a_bare_request_takes_nothing_from_the_client_and_refuses_bad_urls() -> None:
+    request = bare_request("POST", URL, timeout=3, data={"grant_type": "client_credentials"})
+    assert request.headers["Accept"] == "application/json"
+    assert "authorization" not in request.headers
+    assert "cookie" not in request.headers
+    assert request.extensions["timeout"]["read"] == 3
+    with pytest.raises(FetchError):
+        bare_request("GET", "https://idp.example.test/\x00", timeout=3)
+
+
+class EitherChunks(Chunks, httpx.SyncByteStream):
+    """Chunks that a sync client can read too."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._chunks
+
+
+def recording(
+    status: int, body: bytes, seen: list[httpx.Request]
+) -> Callable[[httpx.Request], httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(status, stream=EitherChunks(split(body, 16)))
+
+    return handler
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_send_posts_without_ambient_credentials_and_returns_any_status(mode: str) -> None:
+    seen: list[httpx.Request] = []
+    handler = recording(400, b'{"error": "invalid_client"}', seen)
+    request = bare_request("POST", URL, timeout=5, data={"grant_type": "client_credentials"})
+    options: dict[str, Any] = {
+        "transport": httpx.MockTransport(handler),
+        "auth": ("service", "its-own-secret"),
+        "headers": {"X-Service": "own"},
+    }
+    if mode == "sync":
+        with httpx.Client(**options) as sync_client:
+            reply = send_sync(sync_client, request, timeout=5, max_bytes=1024)
+    else:
+        async with httpx.AsyncClient(**options) as async_client:
+            reply = await send_async(async_client, request, timeout=5, max_bytes=1024)
+    assert (reply.status_code, reply.body) == (400, b'{"error": "invalid_client"}')
+    assert seen[0].method == "POST"
+    assert seen[0].content == b"grant_type=client_credentials"
+    assert "authorization" not in seen[0].headers
+    assert "x-service" not in seen[0].headers
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_send_caps_the_body_with_an_unreadable_body_error(mode: str) -> None:
+    handler = recording(200, b"x" * 100, [])
+    request = bare_request("GET", URL, timeout=5)
+    if mode == "sync":
+        with (
+            httpx.Client(transport=httpx.MockTransport(handler)) as sync_client,
+            pytest.raises(UnreadableBody, match="larger than 64 bytes"),
+        ):
+            send_sync(sync_client, request, timeout=5, max_bytes=64)
+    else:
+        async with client_for(handler) as async_client:
+            with pytest.raises(UnreadableBody, match="larger than 64 bytes"):
+                await send_async(async_client, request, timeout=5, max_bytes=64)
+
+
+def test_send_sync_turns_a_transport_error_into_a_fetch_error() -> None:
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with (
+        httpx.Client(transport=httpx.MockTransport(down)) as client,
+        pytest.raises(FetchError, match=r"^ConnectError: connection refused$") as caught,
+    ):
+        send_sync(client, bare_request("GET", URL, timeout=5), timeout=5, max_bytes=64)
+    assert not isinstance(caught.value, UnreadableBody)
+
+
+# -- discovery (one plan for the key source and the client) ------------------------------
+
+ISSUER = "https://idp.example.test/tenant"
+OIDC = ISSUER + "/.well-known/openid-configuration"
+RFC8414 = "https://idp.example.test/.well-known/oauth-authorization-server/tenant"
+
+
+def reply(status: int, document: object) -> Reply:
+    return Reply(status, httpx.Headers(), json.dumps(document).encode())
+
+
+def scripted(outcomes: dict[str, Reply | FetchError], asked: list[str]) -> Callable[[str], Reply]:
+    def get(url: str) -> Reply:
+        asked.append(url)
+        outcome = outcomes[url]
+        if isinstance(outcome, FetchError):
+            raise outcome
+        return outcome
+
+    return get
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_discovery_falls_back_to_rfc_8414_when_oidc_cannot_be_had(mode: str) -> None:
+    asked: list[str] = []
+    document = {"issuer": ISSUER, "jwks_uri": ISSUER + "/keys"}
+    get = scripted({OIDC: FetchError("ConnectError: down"), RFC8414: reply(200, document)}, asked)
+    if mode == "sync":
+        metadata = discover_sync(ISSUER, get)
+    else:
+
+        async def aget(url: str) -> Reply:
+            return get(url)
+
+        metadata = await discover(ISSUER, aget)
+    assert (metadata.url, metadata.document, asked) == (RFC8414, document, [OIDC, RFC8414])
+    assert metadata.endpoint("jwks_uri", allow_insecure_http=False) == ISSUER + "/keys"
+
+
+def test_discovery_stops_at_a_document_naming_another_issuer() -> None:
+    asked: list[str] = []
+    get = scripted({OIDC: reply(200, {"issuer": "https://evil.test"})}, asked)
+    with pytest.raises(DiscoveryError) as caught:
+        discover_sync(ISSUER, get)
+    assert asked == [OIDC]
+    assert caught.value.reasons == (
+        f"{OIDC}: its issuer differs from the configured issuer (the document names another "
+        "issuer, 'https://evil.test'); refusing it",
+    )
+
+
+def test_discovery_reports_every_location_when_none_is_usable() -> None:
+    get = scripted({OIDC: reply(302, {}), RFC8414: reply(200, ["not", "an", "object"])}, [])
+    with pytest.raises(DiscoveryError) as caught:
+        discover_sync(ISSUER, get)
+    assert str(caught.value) == (
+        f"discovery failed: {OIDC}: HTTP 302 (a redirect, not followed); "
+        f"{RFC8414}: not a JSON object"
+    )
+    assert isinstance(caught.value, FetchError)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [(None, "has no 'token_endpoint'"), ("http://idp.example.test/token", "must use https")],
+)
+def test_a_discovered_endpoint_is_checked_like_a_configured_one(value: object, reason: str) -> None:
+    metadata = Metadata(OIDC, {"issuer": ISSUER, "token_endpoint": value})
+    with pytest.raises(DiscoveryError, match=reason):
+        metadata.endpoint("token_endpoint", allow_insecure_http=False)

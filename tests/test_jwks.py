@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import gc
 import json
 import logging
@@ -21,6 +22,7 @@ import pytest
 from resource_guard import (
     AccessToken,
     InvalidTokenError,
+    KeySourceStatus,
     KeysUnavailableError,
     TokenVerifier,
     UnknownKeyError,
@@ -1255,3 +1257,97 @@ async def test_a_misbehaving_jwks_endpoint_over_loopback_yields_no_keys(
                 await verifier.verify(fake.mint())
     assert reason in caught.value.message
     assert fake.counts == {"discovery": 1, "jwks": 1}  # a redirect target is never asked
+
+
+# -- status snapshot ------------------------------------------------------------------------
+
+
+async def test_status_before_any_fetch_reports_nothing_usable(
+    fake: FakeIssuer, clock: FakeClock
+) -> None:
+    async with fake.async_client() as client:
+        status = source_for(fake, client, clock, 0.0).status()
+    assert status == KeySourceStatus(
+        keys=(),
+        usable=False,
+        stale=False,
+        fetched_at=None,
+        age=None,
+        usable_until=None,
+        next_refresh=None,
+        last_error=None,
+        fetch_count=0,
+    )
+
+
+async def test_status_after_a_fetch_summarises_the_keys_without_key_material(
+    fake: FakeIssuer, clock: FakeClock
+) -> None:
+    async with fake.async_client() as client:
+        source = source_for(fake, client, clock, 0.0)
+        assert await source.refresh()
+        fetched_at = clock.now
+        clock.advance(7)
+        status = source.status()
+        await source.aclose()
+    assert status.keys == ((fake.current_key.kid, "ES256"),)
+    assert (status.usable, status.stale, status.last_error) == (True, False, None)
+    assert (status.fetched_at, status.age, status.fetch_count) == (fetched_at, 7.0, 1)
+    assert status.usable_until == fetched_at + TTL
+    assert status.next_refresh == fetched_at + DUE
+    assert json.loads(json.dumps(dataclasses.asdict(status)))["keys"] == [
+        [fake.current_key.kid, "ES256"]
+    ]
+
+
+async def test_status_reports_stale_keys_the_error_and_the_backoff(
+    fake: FakeIssuer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.CRITICAL, logger="resource_guard.jwks")
+    async with fake.async_client() as client:
+        source = source_for(fake, client, clock, 0.0, max_stale=3_600.0)
+        assert await source.refresh()
+        fetched_at = clock.now
+        fake.fault("status", status=503)
+        clock.advance(TTL + 1)
+        assert await source.refresh() is False
+        status = source.status()
+        await source.aclose()
+    assert (status.usable, status.stale) == (True, True)
+    assert status.fetched_at == fetched_at
+    assert status.usable_until == fetched_at + TTL + 3_600.0
+    assert status.next_refresh == clock.now + 10.0  # the backoff: cooldown, no jitter
+    assert "HTTP status 503" in (status.last_error or "")
+    assert status.fetch_count == 2
+
+
+async def test_status_is_a_frozen_snapshot(fake: FakeIssuer, clock: FakeClock) -> None:
+    async with fake.async_client() as client:
+        source = source_for(fake, client, clock, 0.0)
+        before = source.status()
+        assert await source.refresh()
+        await source.aclose()
+    assert before.fetch_count == 0
+    assert source.status().fetch_count == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        before.fetch_count = 5  # type: ignore[misc]
+    assert not hasattr(before, "__dict__")
+
+
+async def test_the_verifier_s_key_source_status_is_public(verifier: TokenVerifier) -> None:
+    status = verifier.key_source.status()
+    assert isinstance(status, KeySourceStatus)
+    assert status.usable
+    assert status.keys
+
+
+async def test_a_foreign_issuer_message_names_both_the_mismatch_and_the_url(
+    make: Factory, fake: FakeIssuer
+) -> None:
+    """One discovery for the key source and the client: the same words in both."""
+    fake.metadata_overrides["issuer"] = "https://evil.example.test"
+    verifier = make()
+    await verifier.start()
+    error = verifier.key_source.status().last_error or ""
+    assert error.startswith(f"discovery failed: {fake.discovery_url}: its issuer differs")
+    assert "'https://evil.example.test'" in error

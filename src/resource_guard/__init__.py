@@ -5,6 +5,7 @@ Verify bearer JWT access tokens locally against the issuer's JWKS, fast and safe
 
 import importlib.metadata
 
+from ._jwks import KeySourceStatus
 from ._models import AccessToken
 from ._verifier import TokenVerifier
 from .client import ClientCredentialsAuth
@@ -44,6 +45,7 @@ __all__ = [
     "InvalidSignatureError",
     "InvalidTokenError",
     "InvalidTokenTypeError",
+    "KeySourceStatus",
     "KeysUnavailableError",
     "MalformedTokenError",
     "ResourceGuardError",

@@ -1,8 +1,10 @@
-"""Hardened GET of a small JSON document (discovery, JWKS) from an identity provider.
+"""The one hardened HTTP exchange with an identity provider (discovery, JWKS, token).
 
-One overall deadline (a server dripping bytes cannot stretch it), status 200 only, no
-redirects, a size cap enforced while reading and again while inflating, JSON objects only.
-Whatever goes wrong surfaces as one :class:`FetchError` with a short, one-line reason.
+Shared by the key source (async GETs of JSON) and the client (sync and async POSTs to the
+token endpoint): URL checks, bare requests (no ambient auth, headers or cookies), one
+overall deadline (a server dripping bytes cannot stretch it), no redirects, a size cap
+enforced while reading and again while inflating, and the one backoff formula. Whatever
+goes wrong surfaces as one :class:`FetchError` with a short, one-line reason.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import asyncio
 import ipaddress
 import json
 import logging
+import time
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +23,9 @@ from urllib.parse import urlsplit
 import httpx
 
 MAX_DOCUMENT_BYTES = 256 * 1024
+JITTER_SPREAD = 0.5
+"""A jittered delay lies between 1 and ``1 + JITTER_SPREAD`` times the exponential one."""
+ACCEPT_JSON: Mapping[str, str] = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
 _MAX_REASON = 200
 
 logger = logging.getLogger("resource_guard.jwks")
@@ -26,6 +33,19 @@ logger = logging.getLogger("resource_guard.jwks")
 
 class FetchError(Exception):
     """A document could not be fetched or read; the message says why (no secrets in it)."""
+
+
+class UnreadableBody(FetchError):
+    """A reply arrived but its body breaks the size cap or its encoding (not worth a retry)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A complete, size-capped reply (any status)."""
+
+    status_code: int
+    headers: httpx.Headers
+    body: bytes
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -88,13 +108,15 @@ def parse_max_age(cache_control: str | None) -> float | None:
 
 def describe_error(exc: BaseException) -> str:
     """``Type: message`` on one line, bounded (what a log line or an error reply may hold)."""
-    return " ".join(f"{type(exc).__name__}: {exc}".split())[:_MAX_REASON]
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return " ".join(text.split())[:_MAX_REASON]
 
 
 class Inflater:
     """Collects a response body, inflating gzip/deflate, and refuses it past ``limit`` bytes.
 
-    Raises FetchError for an unsupported encoding, a corrupt body or one over the limit.
+    Raises UnreadableBody (a FetchError) for an unsupported encoding, a corrupt body or
+    one over the limit.
     """
 
     def __init__(self, encoding: str, limit: int) -> None:
@@ -105,7 +127,7 @@ class Inflater:
         elif encoding == "deflate":
             self._inflate = zlib.decompressobj()
         else:
-            raise FetchError(f"unsupported Content-Encoding {encoding!r:.40}")
+            raise UnreadableBody(f"unsupported Content-Encoding {encoding!r:.40}")
         self._limit = limit
         self.body = bytearray()
 
@@ -118,70 +140,157 @@ class Inflater:
             try:
                 self.body += self._inflate.decompress(chunk, room)
             except zlib.error:
-                raise FetchError("the body does not inflate") from None
+                raise UnreadableBody("the body does not inflate") from None
             if self._inflate.unconsumed_tail:
-                raise FetchError(f"the body inflates to more than {self._limit} bytes")
+                raise UnreadableBody(f"the body inflates to more than {self._limit} bytes")
         if len(self.body) > self._limit:
-            raise FetchError(f"the body is larger than {self._limit} bytes")
+            raise UnreadableBody(f"the body is larger than {self._limit} bytes")
 
 
+def backoff_delay(failures: int, base: float, cap: float, jitter: float) -> float:
+    """Seconds to wait after ``failures`` (>= 1) failures in a row: the one backoff formula.
+
+    ``base`` doubled per failure after the first, capped at ``cap`` (but never below
+    ``base``), then stretched by up to :data:`JITTER_SPREAD` for ``jitter`` in [0, 1), so a
+    fleet that failed together does not retry together.
+    """
+    doublings = min(max(failures - 1, 0), 32)  # bounded: 2 ** 1024 overflows a float
+    return min(base * 2.0**doublings, max(base, cap)) * (1.0 + JITTER_SPREAD * jitter)
+
+
+def json_object(body: bytes) -> dict[str, Any] | None:
+    """``body`` as a JSON object, or None when it is not UTF-8 JSON holding an object."""
+    try:
+        document = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def bare_request(
+    method: str,
+    url: str,
+    *,
+    timeout: float,
+    headers: Mapping[str, str] = ACCEPT_JSON,
+    data: Mapping[str, str | tuple[str, ...]] | None = None,
+) -> httpx.Request:
+    """A request that takes nothing from the client that sends it: a shared client's
+    default auth, headers and cookies are the service's own and must never reach the IdP.
+
+    A URL httpx refuses raises FetchError.
+    """
+    extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
+    try:
+        return httpx.Request(method, url, headers=headers, data=data, extensions=extensions)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise FetchError(describe_error(exc)) from None
+
+
+def _reading(response: httpx.Response, limit: int, require_200: bool) -> Inflater:
+    """Check the head of a response; the Inflater its body goes into."""
+    if require_200 and response.status_code != 200:
+        kind = "a redirect (not followed)" if response.is_redirect else "HTTP status"
+        raise FetchError(f"{kind} {response.status_code} instead of 200")
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise UnreadableBody(f"the body is larger than {limit} bytes")
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    if response.is_stream_consumed:
+        # An in-memory response (a transport that built it from bytes): httpx has
+        # already decoded it, so only the size is left to check.
+        encoding = "identity"
+    inflater = Inflater(encoding, limit)
+    if response.is_stream_consumed:
+        inflater.feed(response.content)
+    return inflater
+
+
+def _reply(response: httpx.Response, inflater: Inflater) -> Reply:
+    return Reply(response.status_code, response.headers, bytes(inflater.body))
+
+
+def _failure(exc: Exception, timeout: float) -> FetchError:
+    """The FetchError for whatever an exchange raised (see :func:`send_async`)."""
+    if isinstance(exc, FetchError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return FetchError(f"no complete answer within {timeout:g} s")
+    if isinstance(exc, httpx.HTTPError | httpx.InvalidURL):
+        return FetchError(describe_error(exc))
+    logger.debug("unexpected %s while talking to the IdP", type(exc).__name__, exc_info=True)
+    return FetchError(("unexpected " + describe_error(exc))[:_MAX_REASON])
+
+
+async def send_async(
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    *,
+    timeout: float,
+    max_bytes: int,
+    require_200: bool = False,
+) -> Reply:
+    """Send a :func:`bare_request` and read its capped reply within one overall deadline.
+
+    No redirects, no client auth. Raises FetchError (:class:`UnreadableBody` for a body
+    over ``max_bytes`` or badly encoded); an exception of any other type from the HTTP
+    stack is a failed exchange too (an event loop's transport once raised AttributeError
+    for a connection closed during connect): its traceback is logged at DEBUG.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            response = await client.send(request, stream=True, follow_redirects=False, auth=None)
+            try:
+                inflater = _reading(response, max_bytes, require_200)
+                if not response.is_stream_consumed:
+                    async for chunk in response.aiter_raw():
+                        inflater.feed(chunk)
+            finally:
+                await response.aclose()
+    except Exception as exc:
+        raise _failure(exc, timeout) from None
+    return _reply(response, inflater)
+
+
+def send_sync(
+    client: httpx.Client,
+    request: httpx.Request,
+    *,
+    timeout: float,
+    max_bytes: int,
+    require_200: bool = False,
+) -> Reply:
+    """Sync twin of :func:`send_async` (the deadline is checked as the body arrives)."""
+    deadline = time.monotonic() + timeout
+    try:
+        response = client.send(request, stream=True, follow_redirects=False, auth=None)
+        try:
+            inflater = _reading(response, max_bytes, require_200)
+            if not response.is_stream_consumed:
+                for chunk in response.iter_raw():
+                    inflater.feed(chunk)
+                    if time.monotonic() > deadline:
+                        raise TimeoutError
+        finally:
+            response.close()
+    except Exception as exc:
+        raise _failure(exc, timeout) from None
+    return _reply(response, inflater)
 
 
 async def fetch_json(
     client: httpx.AsyncClient, url: str, *, timeout: float, max_bytes: int = MAX_DOCUMENT_BYTES
 ) -> Document:
-    """GET ``url`` and return its JSON object, or raise FetchError saying what went wrong.
-
-    An exception of any other type from the HTTP stack is a failed fetch too (an event
-    loop's transport once raised AttributeError for a connection closed during connect):
-    its traceback is logged at DEBUG, its type and message make the FetchError's reason.
-    """
-    try:
-        async with asyncio.timeout(timeout):
-            return await _fetch(client, url, timeout, max_bytes)
-    except FetchError:
-        raise
-    except TimeoutError:
-        raise FetchError(f"no complete answer within {timeout:g} s") from None
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise FetchError(describe_error(exc)) from None
-    except Exception as exc:
-        logger.debug("unexpected %s while fetching a document", type(exc).__name__, exc_info=True)
-        raise FetchError(("unexpected " + describe_error(exc))[:_MAX_REASON]) from None
-
-
-async def _fetch(client: httpx.AsyncClient, url: str, timeout: float, limit: int) -> Document:
-    headers = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
-    # A bare request: a shared client's default auth, headers and cookies are the
-    # service's own and must never reach the identity provider.
-    request = httpx.Request(
-        "GET", url, headers=headers, extensions={"timeout": httpx.Timeout(timeout).as_dict()}
+    """GET ``url`` and return its JSON object, or raise FetchError saying what went wrong
+    (status 200 only; see :func:`send_async`)."""
+    request = bare_request("GET", url, timeout=timeout)
+    reply = await send_async(
+        client, request, timeout=timeout, max_bytes=max_bytes, require_200=True
     )
-    response = await client.send(request, stream=True, follow_redirects=False, auth=None)
     try:
-        if response.status_code != 200:
-            kind = "a redirect (not followed)" if response.is_redirect else "HTTP status"
-            raise FetchError(f"{kind} {response.status_code} instead of 200")
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise FetchError(f"the body is larger than {limit} bytes")
-        encoding = response.headers.get("Content-Encoding", "").strip().lower()
-        if response.is_stream_consumed:
-            # An in-memory response (a transport that built it from bytes): httpx has
-            # already decoded it, so only the size is left to check.
-            encoding = "identity"
-        inflater = Inflater(encoding, limit)
-        if response.is_stream_consumed:
-            inflater.feed(response.content)
-        else:
-            async for chunk in response.aiter_raw():
-                inflater.feed(chunk)
-    finally:
-        await response.aclose()
-    try:
-        body = json.loads(inflater.body.decode("utf-8"))
+        body = json.loads(reply.body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise FetchError("the body is not JSON") from None
     if not isinstance(body, dict):
         raise FetchError("the body is not a JSON object")
-    return Document(body, parse_max_age(response.headers.get("Cache-Control")))
+    return Document(body, parse_max_age(reply.headers.get("Cache-Control")))

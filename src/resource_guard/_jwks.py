@@ -23,18 +23,22 @@ import logging
 import math
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from ._discovery import metadata_urls
+from ._discovery import Metadata, discover
 from ._fetch import (
     MAX_DOCUMENT_BYTES,
     Document,
     FetchError,
-    check_url,
+    Reply,
+    backoff_delay,
+    bare_request,
     describe_error,
     fetch_json,
+    send_async,
 )
 from ._keyset import KeySet, VerificationKey
 from .exceptions import KeysUnavailableError, UnknownKeyError
@@ -45,6 +49,39 @@ REFRESH_AHEAD = 0.8
 """Refresh once keys reach this fraction of their time to live."""
 MIN_TTL = 60.0
 MAX_BACKOFF = 300.0
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True, slots=True)
+class KeySourceStatus:
+    """A snapshot of a key source, for health checks, readiness and metrics.
+
+    Times are seconds of the verifier's clock (epoch seconds by default); ``None`` where
+    there is nothing to report yet. Every field is a plain value (``dataclasses.asdict``
+    gives a JSON-ready dict); nothing in it is a secret.
+    """
+
+    keys: tuple[tuple[str | None, str], ...]
+    """``(kid, alg)`` of each cached key (its ``kty`` when the JWK names no ``alg``)."""
+    usable: bool
+    """Cached keys may verify tokens now (fresh, or stale while fetching fails)."""
+    stale: bool
+    """The keys are past their age and serve only because refreshing them fails."""
+    fetched_at: float | None
+    """When the cached keys were fetched; None before the first successful fetch."""
+    age: float | None
+    """Seconds since then."""
+    usable_until: float | None
+    """Until when the cached keys may serve without a successful fetch."""
+    next_refresh: float | None
+    """When the background refresh tries next (after a failure: when its backoff ends)."""
+    last_error: str | None
+    """Why the last fetch failed; None after a success."""
+    fetch_count: int
+    """Fetches attempted so far (discovery included in the one they belong to)."""
 
 
 class RemoteKeySource:
@@ -91,6 +128,7 @@ class RemoteKeySource:
         (set on every fetch outcome): every cache hit reads it.
         """
         self._fetched_at = -math.inf
+        self._fresh_until = -math.inf
         self._last_attempt = -math.inf
         self._retry_at = -math.inf
         self._failures = 0
@@ -145,6 +183,27 @@ class RemoteKeySource:
                 limits=httpx.Limits(max_keepalive_connections=0),
             )
         return self._own_client
+
+    # -- status ------------------------------------------------------------------------
+
+    def status(self) -> KeySourceStatus:
+        """A consistent snapshot of the cached keys and of fetching (no I/O, no waiting)."""
+        now = self._clock()
+        keys = self.keys
+        usable = keys is not None and now <= self.usable_until
+        fetched_at = _finite(self._fetched_at)
+        next_refresh = max(self.refresh_due, self._retry_at)
+        return KeySourceStatus(
+            keys=tuple((key.kid, key.alg or key.kty) for key in keys.keys) if keys else (),
+            usable=usable,
+            stale=usable and now > self._fresh_until,
+            fetched_at=fetched_at,
+            age=None if fetched_at is None else max(0.0, now - fetched_at),
+            usable_until=_finite(self.usable_until),
+            next_refresh=_finite(next_refresh),
+            last_error=self.last_error,
+            fetch_count=self.fetch_count,
+        )
 
     # -- key lookup --------------------------------------------------------------------
 
@@ -271,6 +330,7 @@ class RemoteKeySource:
                 logger.info("key kid=%.64r is no longer published: revoked", key.kid)
         ttl = self._ttl(document.max_age)
         self._fetched_at = now
+        self._fresh_until = now + ttl
         self.refresh_due = now + ttl * REFRESH_AHEAD
         self._stale_until = now + ttl + self._max_stale
         self.usable_until = now + ttl
@@ -289,10 +349,10 @@ class RemoteKeySource:
         now = self._clock()
         self._failures += 1
         self.usable_until = self._stale_until
-        base = max(self._cooldown, 1.0)
-        doublings = min(self._failures - 1, 32)  # bounded: 2 ** 1024 overflows a float
-        delay = min(base * 2**doublings, max(base, MAX_BACKOFF))
-        self._retry_at = now + delay * (1.0 + 0.5 * self._jitter())
+        delay = backoff_delay(
+            self._failures, base=max(self._cooldown, 1.0), cap=MAX_BACKOFF, jitter=self._jitter()
+        )
+        self._retry_at = now + delay
         self.last_error = reason
         if self.keys is not None and now <= self.usable_until:
             logger.warning(
@@ -318,34 +378,22 @@ class RemoteKeySource:
         """The issuer's discovery document, fetched once; None when it cannot be had."""
         if self._metadata is None:
             with contextlib.suppress(FetchError, ValueError):
-                self._metadata = await self._discover()
+                self._metadata = (await self._discover()).document
         return self._metadata
 
     async def _resolve_jwks_uri(self) -> str:
         if self._jwks_uri is None:
             metadata = await self._discover()
-            jwks_uri = metadata.get("jwks_uri")
-            if not isinstance(jwks_uri, str):
-                raise FetchError("the discovery document has no 'jwks_uri'")
-            check_url(jwks_uri, "jwks_uri", allow_insecure_http=self._allow_insecure_http)
-            self._metadata, self._jwks_uri = metadata, jwks_uri
+            jwks_uri = metadata.endpoint("jwks_uri", allow_insecure_http=self._allow_insecure_http)
+            self._metadata, self._jwks_uri = metadata.document, jwks_uri
         return self._jwks_uri
 
-    async def _discover(self) -> dict[str, Any]:
+    async def _discover(self) -> Metadata:
         """OIDC discovery, then RFC 8414; the document must name our issuer exactly."""
-        errors = []
-        for url in metadata_urls(self.issuer):
-            try:
-                document = await fetch_json(
-                    self._client(), url, timeout=self._timeout, max_bytes=self._max_bytes
-                )
-            except FetchError as exc:
-                errors.append(f"{url}: {exc}")
-                continue
-            if document.body.get("issuer") != self.issuer:
-                raise FetchError(
-                    f"the discovery document at {url} names another issuer "
-                    f"({document.body.get('issuer')!r:.100}); refusing it"
-                )
-            return document.body
-        raise FetchError("discovery failed: " + "; ".join(errors))
+        return await discover(self.issuer, self._get)
+
+    async def _get(self, url: str) -> Reply:
+        request = bare_request("GET", url, timeout=self._timeout)
+        return await send_async(
+            self._client(), request, timeout=self._timeout, max_bytes=self._max_bytes
+        )

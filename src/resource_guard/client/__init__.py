@@ -14,9 +14,10 @@ resource server with one new token and one retry::
 
 Inside the package, one job per module: ``_auth`` (the ``httpx.Auth``: caching, locking,
 401 handling), ``_options`` (checking options and reading the environment), ``_fetcher``
-(getting one token: discovery, request, reply), ``_http`` (bounded, retried exchanges),
-``_token`` (the sans-I/O grant: request fields, replies, discovery documents) and
-``_cache`` (the on-disk token cache).
+(getting one token: discovery, request, reply), ``_http`` (retries around the hardened
+exchange that ``resource_guard._fetch`` shares with the key source), ``_token`` (the
+sans-I/O grant: request fields, replies) and ``_cache`` (the on-disk token cache).
+Discovery itself is ``resource_guard._discovery``, the same code the key source runs.
 """
 
 from ._auth import ClientCredentialsAuth

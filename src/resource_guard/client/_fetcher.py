@@ -6,48 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
-from .._discovery import metadata_urls
+from .._discovery import DiscoveryError, Metadata, discover, discover_sync
+from .._fetch import ACCEPT_JSON, FetchError, Reply, bare_request, send_async, send_sync
 from ..exceptions import TokenRequestError
-from ._http import (
-    Reply,
-    RetryPolicy,
-    exchange_async,
-    exchange_sync,
-    send_async,
-    send_sync,
-    where,
-)
-from ._token import (
-    DiscoveryError,
-    ParamValue,
-    Token,
-    basic_authorization,
-    token_endpoint_from,
-    token_form,
-    token_from_reply,
-)
+from ._http import MAX_REPLY_BYTES, RetryPolicy, exchange_async, exchange_sync, where
+from ._token import ParamValue, Token, basic_authorization, token_form, token_from_reply
 
 logger = logging.getLogger("resource_guard.client")
-
-_ACCEPT_JSON = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
-
-
-def bare_request(
-    method: str, url: str, timeout: float, *, headers: Mapping[str, str], data: Any = None
-) -> httpx.Request:
-    """A request that takes nothing from the client that sends it: a shared client's
-    default headers and cookies belong to the resource servers it calls, not to the IdP."""
-    extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
-    return httpx.Request(method, url, headers=headers, data=data, extensions=extensions)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -66,7 +38,7 @@ class Credentials:
 
     def request(self, url: str, timeout: float) -> httpx.Request:
         """The token request, credentials in a Basic header or in the body."""
-        headers = dict(_ACCEPT_JSON)
+        headers = dict(ACCEPT_JSON)
         post = self.auth_method == "client_secret_post"
         if not post:
             headers["Authorization"] = basic_authorization(self.client_id, self.client_secret)
@@ -77,7 +49,7 @@ class Credentials:
             client_id=self.client_id if post else None,
             client_secret=self.client_secret if post else None,
         )
-        return bare_request("POST", url, timeout, headers=headers, data=form)
+        return bare_request("POST", url, timeout=timeout, headers=headers, data=form)
 
 
 class TokenFetcher:
@@ -125,36 +97,40 @@ class TokenFetcher:
         with self._sync_client() as client:
             url = self.token_url or self._discover_sync(client)
             started = self._clock()
-            reply = exchange_sync(
+            try:
+                reply = exchange_sync(
+                    lambda: send_sync(
+                        client,
+                        self._credentials.request(url, self._timeout),
+                        timeout=self._timeout,
+                        max_bytes=MAX_REPLY_BYTES,
+                    ),
+                    url=url,
+                    policy=self._policy,
+                    sleep=self.sleep,
+                )
+            except FetchError as exc:
+                raise _failed(url, exc) from exc
+        return self._token_from(url, reply, started)
+
+    def _discover_sync(self, client: httpx.Client) -> str:
+        def get(url: str) -> Reply:
+            return exchange_sync(
                 lambda: send_sync(
                     client,
-                    self._credentials.request(url, self._timeout),
+                    bare_request("GET", url, timeout=self._timeout),
                     timeout=self._timeout,
+                    max_bytes=MAX_REPLY_BYTES,
                 ),
                 url=url,
                 policy=self._policy,
                 sleep=self.sleep,
             )
-        return self._token_from(url, reply, started)
 
-    def _discover_sync(self, client: httpx.Client) -> str:
-        reasons: list[str] = []
-        for url in metadata_urls(self._issuer):
-            request = bare_request("GET", url, self._timeout, headers=_ACCEPT_JSON)
-            try:
-                reply = exchange_sync(
-                    functools.partial(send_sync, client, request, timeout=self._timeout),
-                    url=url,
-                    policy=self._policy,
-                    sleep=self.sleep,
-                )
-            except TokenRequestError as error:
-                reasons.append(error.message)
-                continue
-            endpoint = self._endpoint_from(url, reply, reasons)
-            if endpoint is not None:
-                return endpoint
-        raise self._undiscovered(reasons)
+        try:
+            return self._adopt(discover_sync(self._issuer, get))
+        except DiscoveryError as error:
+            raise self._undiscovered(error) from None
 
     # -- async ------------------------------------------------------------------------------
 
@@ -171,36 +147,40 @@ class TokenFetcher:
         async with self._async_client() as client:
             url = self.token_url or await self._discover_async(client)
             started = self._clock()
-            reply = await exchange_async(
+            try:
+                reply = await exchange_async(
+                    lambda: send_async(
+                        client,
+                        self._credentials.request(url, self._timeout),
+                        timeout=self._timeout,
+                        max_bytes=MAX_REPLY_BYTES,
+                    ),
+                    url=url,
+                    policy=self._policy,
+                    sleep=self.async_sleep,
+                )
+            except FetchError as exc:
+                raise _failed(url, exc) from exc
+        return self._token_from(url, reply, started)
+
+    async def _discover_async(self, client: httpx.AsyncClient) -> str:
+        async def get(url: str) -> Reply:
+            return await exchange_async(
                 lambda: send_async(
                     client,
-                    self._credentials.request(url, self._timeout),
+                    bare_request("GET", url, timeout=self._timeout),
                     timeout=self._timeout,
+                    max_bytes=MAX_REPLY_BYTES,
                 ),
                 url=url,
                 policy=self._policy,
                 sleep=self.async_sleep,
             )
-        return self._token_from(url, reply, started)
 
-    async def _discover_async(self, client: httpx.AsyncClient) -> str:
-        reasons: list[str] = []
-        for url in metadata_urls(self._issuer):
-            request = bare_request("GET", url, self._timeout, headers=_ACCEPT_JSON)
-            try:
-                reply = await exchange_async(
-                    functools.partial(send_async, client, request, timeout=self._timeout),
-                    url=url,
-                    policy=self._policy,
-                    sleep=self.async_sleep,
-                )
-            except TokenRequestError as error:
-                reasons.append(error.message)
-                continue
-            endpoint = self._endpoint_from(url, reply, reasons)
-            if endpoint is not None:
-                return endpoint
-        raise self._undiscovered(reasons)
+        try:
+            return self._adopt(await discover(self._issuer, get))
+        except DiscoveryError as error:
+            raise self._undiscovered(error) from None
 
     # -- requests and replies ------------------------------------------------------------
 
@@ -220,23 +200,21 @@ class TokenFetcher:
         )
         return token
 
-    def _endpoint_from(self, url: str, reply: Reply, reasons: list[str]) -> str | None:
-        try:
-            endpoint = token_endpoint_from(
-                reply.status_code,
-                reply.body,
-                issuer=self._issuer,
-                allow_insecure_http=self._allow_insecure_http,
-            )
-        except DiscoveryError as error:
-            reasons.append(f"{where(url)}: {error}")
-            return None
+    def _adopt(self, metadata: Metadata) -> str:
+        """The discovered token endpoint, checked like a configured one, kept for next time."""
+        endpoint = metadata.endpoint(
+            "token_endpoint", allow_insecure_http=self._allow_insecure_http
+        )
         self.token_url = endpoint
         logger.info("discovered the token endpoint %s", where(endpoint))
         return endpoint
 
-    def _undiscovered(self, reasons: list[str]) -> TokenRequestError:
+    def _undiscovered(self, error: DiscoveryError) -> TokenRequestError:
         return TokenRequestError(
             f"could not discover the token endpoint of issuer {self._issuer!r}: "
-            + "; ".join(reasons)
+            + "; ".join(error.reasons)
         )
+
+
+def _failed(url: str, exc: FetchError) -> TokenRequestError:
+    return TokenRequestError(f"no usable answer from {where(url)}: {exc}")

@@ -1,21 +1,20 @@
 """Sans-I/O half of the client-credentials grant (RFC 6749 §4.4).
 
-Builds the token request, turns token-endpoint replies into a :class:`Token` or a
-:class:`TokenRequestError` (§5.1, §5.2) and reads discovery documents (OIDC Discovery,
-RFC 8414). Nothing here touches the network, the disk or a clock.
+Builds the token request and turns token-endpoint replies into a :class:`Token` or a
+:class:`TokenRequestError` (§5.1, §5.2); discovery lives in ``resource_guard._discovery``,
+shared with the key source. Nothing here touches the network, the disk or a clock.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeAlias, TypeGuard
+from typing import TypeAlias, TypeGuard
 from urllib.parse import quote, quote_plus
 
-from .._fetch import check_url
+from .._fetch import json_object
 from .._jws import read_unverified
 from ..exceptions import MalformedTokenError, TokenRequestError
 
@@ -53,10 +52,6 @@ class Token:
 
     def __repr__(self) -> str:
         return f"Token(obtained_at={self.obtained_at!r}, expires_at={self.expires_at!r})"
-
-
-class DiscoveryError(Exception):
-    """A discovery document is unusable; the message says why (no secrets in it)."""
 
 
 def is_b64token(value: object) -> TypeGuard[str]:
@@ -109,19 +104,11 @@ def safe_text(value: object, *, secret: str, limit: int = 200) -> str | None:
     return _UNPRINTABLE.sub("?", value)[:limit]
 
 
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    try:
-        document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return None
-    return document if isinstance(document, dict) else None
-
-
 def error_from_reply(
     status_code: int, body: bytes, *, where: str, secret: str
 ) -> TokenRequestError:
     """A :class:`TokenRequestError` for a refusal, with the RFC 6749 §5.2 fields when present."""
-    document = _json_object(body) or {}
+    document = json_object(body) or {}
     error = safe_text(document.get("error"), secret=secret, limit=80)
     description = safe_text(document.get("error_description"), secret=secret)
     message = f"the token endpoint {where} answered HTTP {status_code}"
@@ -140,7 +127,7 @@ def token_from_reply(
     """The token of a successful reply (RFC 6749 §5.1), else a :class:`TokenRequestError`."""
     if status_code != 200:
         raise error_from_reply(status_code, body, where=where, secret=secret)
-    document = _json_object(body)
+    document = json_object(body)
     if document is None:
         raise TokenRequestError(
             f"the token endpoint {where} answered with a body that is not a JSON object",
@@ -199,23 +186,3 @@ def _jwt_lifetime(access_token: str, now: float) -> float | None:
         return None
     remaining = float(exp) - now
     return remaining if 0 < remaining <= MAX_LIFETIME else None
-
-
-def token_endpoint_from(
-    status_code: int, body: bytes, *, issuer: str, allow_insecure_http: bool
-) -> str:
-    """The ``token_endpoint`` of a discovery reply, checked; else :class:`DiscoveryError`."""
-    if status_code != 200:
-        raise DiscoveryError(f"HTTP {status_code}")
-    document = _json_object(body)
-    if document is None:
-        raise DiscoveryError("not a JSON object")
-    if document.get("issuer") != issuer:
-        raise DiscoveryError("its issuer differs from the configured issuer")
-    endpoint = document.get("token_endpoint")
-    if not isinstance(endpoint, str):
-        raise DiscoveryError("no token_endpoint")
-    try:
-        return check_url(endpoint, "token_endpoint", allow_insecure_http=allow_insecure_http)
-    except ValueError as exc:
-        raise DiscoveryError(str(exc)) from None
