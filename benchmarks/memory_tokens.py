@@ -151,7 +151,7 @@ async def run(args: argparse.Namespace) -> list[Sample]:
             cache_size=args.cache_size,
         ) as verifier,
     ):
-        cache = verifier._cache  # measured, never changed
+        cache = verifier.token_cache  # measured, never changed
         for n in range(1000):  # warm up: first allocations, the key set
             await verifier.verify(minter.token(-1 - n))
         if cache is not None:

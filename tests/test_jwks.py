@@ -1146,6 +1146,23 @@ async def test_token_endpoint_is_discovered_once_when_jwks_uri_is_configured(
     assert fake.counts == {"discovery": 2, "oauth_metadata": 1}
 
 
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        pytest.param("http://idp.example.com/token", id="plain-http-not-loopback"),
+        pytest.param("https://user:pw@idp.example.com/token", id="credentials"),
+        pytest.param(42, id="not-a-string"),
+    ],
+)
+async def test_a_discovered_token_endpoint_is_checked_like_a_configured_url(
+    make: Factory, fake: FakeIssuer, endpoint: object
+) -> None:
+    """The OpenAPI token URL comes from the verifier: an IdP's plain-http or credential-
+    carrying endpoint is not handed on to clients."""
+    fake.metadata_overrides["token_endpoint"] = endpoint
+    assert await make().token_endpoint() is None
+
+
 # -- lifecycle ----------------------------------------------------------------------------
 
 

@@ -32,9 +32,9 @@ from resource_guard import (
     InvalidTokenError,
     KeysUnavailableError,
     TokenVerifier,
-    _verifier,
     middleware,
 )
+from resource_guard._token_cache import token_digest
 from resource_guard.middleware import BearerAuthMiddleware, TokenUser, get_access_token
 from resource_guard.testing import FakeClock, FakeIssuer, generate_key
 
@@ -363,13 +363,13 @@ async def test_a_repeated_token_costs_one_hash_and_no_verify_call(
     """A token seen before is answered by ``cached()`` alone: one digest, no coroutine.
     A new token is looked up, then verified (hashed again inside verify())."""
     hashed: list[bytes] = []
-    real_hash = _verifier._token_hash
+    real_hash = token_digest
 
     def counting(data: bytes) -> Any:
         hashed.append(data)
         return real_hash(data)
 
-    monkeypatch.setattr(_verifier, "_token_hash", counting)
+    monkeypatch.setattr("resource_guard._verifier.token_digest", counting)
     token = fake.mint()
     assert (await call(app, headers=bearer(token))).status == 200
     assert hashed == [token.encode()] * 2

@@ -28,11 +28,12 @@ from resource_guard import (
     TokenVerifier,
     UnknownKeyError,
     UnsupportedAlgorithmError,
-    _verifier,
 )
 from resource_guard._keyset import VerificationKey
+from resource_guard._token_cache import token_digest
 from resource_guard.testing import FakeClock, FakeIssuer
 from tests.helpers import b64url, compact, segment
+from tests.security._harness import signed
 
 AUDIENCE = "api://orders"
 
@@ -521,8 +522,8 @@ async def test_cache_is_bounded(issuer: FakeIssuer, clock: FakeClock) -> None:
         )
         for index in range(20):
             await verifier.verify(issuer.mint(subject=f"user-{index}"))
-        assert verifier._cache is not None
-        assert len(verifier._cache) == 8
+        assert verifier.token_cache is not None
+        assert len(verifier.token_cache) == 8
 
 
 @pytest.mark.parametrize("token", ["a" * 1_000_000, b"a" * 1_000_000], ids=["str", "bytes"])
@@ -531,13 +532,13 @@ async def test_an_oversized_token_is_refused_before_it_is_hashed(
 ) -> None:
     """Size is the first check: a megabyte of header costs nothing but a length test."""
     hashed: list[int] = []
-    real_hash = _verifier._token_hash
+    real_hash = token_digest
 
     def counting(data: bytes) -> Any:
         hashed.append(len(data))
         return real_hash(data)
 
-    monkeypatch.setattr(_verifier, "_token_hash", counting)
+    monkeypatch.setattr("resource_guard._verifier.token_digest", counting)
     assert verifier.cached(token) is None
     if isinstance(token, str):
         with pytest.raises(MalformedTokenError, match="larger"):
@@ -552,8 +553,8 @@ async def test_a_refused_token_is_never_cached(issuer: FakeIssuer, verifier: Tok
     for _ in range(2):
         with pytest.raises(InvalidAudienceError):
             await verifier.verify(token)
-    assert verifier._cache is not None
-    assert len(verifier._cache) == 0
+    assert verifier.token_cache is not None
+    assert len(verifier.token_cache) == 0
 
 
 # -- options ----------------------------------------------------------------------------
@@ -642,8 +643,8 @@ def test_from_env_reads_every_variable() -> None:
     assert verifier.algorithms == {"RS256", "ES256"}
     assert verifier._leeway == 10
     assert verifier._claims.strict
-    assert verifier._cache is not None
-    assert verifier._cache.maxsize == 16
+    assert verifier.token_cache is not None
+    assert verifier.token_cache.maxsize == 16
 
 
 def test_from_env_overrides_win() -> None:
@@ -689,3 +690,19 @@ async def test_token_endpoint_is_none_when_discovery_fails(issuer: FakeIssuer) -
 def test_httpx_client_type_is_the_async_one() -> None:
     with pytest.raises(TypeError):
         TokenVerifier(ISSUER, AUDIENCE, http_client=httpx.Client())  # type: ignore[arg-type]
+
+
+async def test_the_payload_is_parsed_only_after_the_signature_verified(
+    issuer: FakeIssuer, verifier: TokenVerifier
+) -> None:
+    """jose's order: a forged token with an unreadable payload is a bad signature, never a
+    parse of attacker bytes; the same payload properly signed is a malformed token."""
+    good = issuer.mint()
+    header = good.split(".")[0]
+    forged = f"{header}.{b64url(b'{not json')}.{good.split('.')[2]}"
+    with pytest.raises(InvalidSignatureError):
+        await verifier.verify(forged)
+    key = issuer.current_key
+    unreadable = signed(header, b64url(b"{not json"), key, key.alg)
+    with pytest.raises(MalformedTokenError, match="payload"):
+        await verifier.verify(unreadable)

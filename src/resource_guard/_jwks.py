@@ -104,7 +104,7 @@ class RemoteKeySource:
     ) -> None:
         self.issuer = issuer
         self._jwks_uri = jwks_uri
-        self._metadata: dict[str, Any] | None = None
+        self._metadata: Metadata | None = None
         self._refresh_interval = refresh_interval
         self._cooldown = cooldown
         self._max_stale = max_stale
@@ -376,16 +376,31 @@ class RemoteKeySource:
 
     async def metadata(self) -> dict[str, Any] | None:
         """The issuer's discovery document, fetched once; None when it cannot be had."""
+        found = await self._discovered()
+        return None if found is None else found.document
+
+    async def endpoint(self, name: str) -> str | None:
+        """The discovered URL of ``name`` (``token_endpoint``, ``introspection_endpoint``...)
+        checked like a configured URL; None when discovery or the check fails."""
+        found = await self._discovered()
+        if found is None:
+            return None
+        try:
+            return found.endpoint(name, allow_insecure_http=self._allow_insecure_http)
+        except FetchError:
+            return None
+
+    async def _discovered(self) -> Metadata | None:
         if self._metadata is None:
             with contextlib.suppress(FetchError, ValueError):
-                self._metadata = (await self._discover()).document
+                self._metadata = await self._discover()
         return self._metadata
 
     async def _resolve_jwks_uri(self) -> str:
         if self._jwks_uri is None:
             metadata = await self._discover()
             jwks_uri = metadata.endpoint("jwks_uri", allow_insecure_http=self._allow_insecure_http)
-            self._metadata, self._jwks_uri = metadata.document, jwks_uri
+            self._metadata, self._jwks_uri = metadata, jwks_uri
         return self._jwks_uri
 
     async def _discover(self) -> Metadata:

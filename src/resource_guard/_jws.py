@@ -176,11 +176,6 @@ class TokenParser:
             raise
         return header, token[first + 1 : second], token[:second].encode("ascii"), signature
 
-    def parts(self, token: str) -> tuple[Header, dict[str, Any], bytes, bytes]:
-        """:meth:`parse` as a plain tuple (kept until the verifier uses :meth:`split`)."""
-        parsed = self.parse(token)
-        return parsed.header, parsed.payload, parsed.signing_input, parsed.signature
-
 
 def _lenient_object(part: str, name: str) -> dict[str, Any]:
     try:

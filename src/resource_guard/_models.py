@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -74,34 +74,3 @@ class AccessToken:
             f"AccessToken(subject={self.subject!r}, client_id={self.client_id!r}, "
             f"scopes={sorted(self.scopes)!r}, expires_at={self.expires_at.isoformat()!r})"
         )
-
-
-_FIELDS = ("claims", "scopes", "expires_at", "subject", "client_id", "issuer", "key_id")
-if tuple(f.name for f in fields(AccessToken)) != _FIELDS:  # pragma: no cover - a guard
-    raise RuntimeError("AccessToken's fields changed: update _FIELDS and verified_token()")
-_new = object.__new__
-_set_claims, _set_scopes, _set_expires_at, _set_subject, _set_client_id, _set_issuer, _set_kid = (
-    getattr(AccessToken, name).__set__ for name in _FIELDS
-)
-
-
-def verified_token(
-    claims: Mapping[str, Any],
-    scopes: frozenset[str],
-    expires_at: datetime,
-    subject: str | None,
-    client_id: str | None,
-    issuer: str,
-    key_id: str | None,
-) -> AccessToken:
-    """An AccessToken for the verifier's hot path: the same object as ``AccessToken(...)``
-    builds, with each slot set directly instead of through the frozen ``__init__``."""
-    token: AccessToken = _new(AccessToken)
-    _set_claims(token, claims)
-    _set_scopes(token, scopes)
-    _set_expires_at(token, expires_at)
-    _set_subject(token, subject)
-    _set_client_id(token, client_id)
-    _set_issuer(token, issuer)
-    _set_kid(token, key_id)
-    return token

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType, TracebackType
 from typing import Any, Self
@@ -21,49 +18,19 @@ from ._algorithms import ALGORITHMS, DEFAULT_ALGORITHMS
 from ._claims import RFC9068_CLAIMS, ClaimRules, ScopeMapper, ScopeRules
 from ._fetch import check_url
 from ._jwks import RemoteKeySource
-from ._jws import Header, TokenParser
+from ._jws import Header, TokenParser, decode_payload
 from ._keyset import VerificationKey
-from ._models import AccessToken, verified_token
+from ._models import AccessToken
+from ._token_cache import CacheEntry, VerifiedTokenCache, token_digest
 from .exceptions import (
+    AlgorithmNotAllowedError,
     InvalidSignatureError,
     InvalidTokenError,
-    UnsupportedAlgorithmError,
 )
 
 logger = logging.getLogger("resource_guard.verifier")
-# The cache key: BLAKE2b (RFC 7693) of the token. Python's own implementation costs less
-# per call inside a busy server than OpenSSL's SHA-256 with its per-call set-up.
-_token_hash = hashlib.blake2b
-
 DEFAULT_MAX_TOKEN_BYTES = 16 * 1024
 DEFAULT_CACHE_SIZE = 4096
-
-
-@dataclass(slots=True)
-class _Verified:
-    """A verified-token cache entry: valid while its key stands and its time window holds."""
-
-    token: AccessToken
-    key: VerificationKey
-    not_before: float
-    not_after: float
-
-
-class _TokenCache(OrderedDict[bytes, _Verified]):
-    """The verified-token cache, keyed by the token's BLAKE2b digest: bounded, least recently
-    used entries go first. An OrderedDict keeps lookups, reordering and eviction in C."""
-
-    __slots__ = ("maxsize",)
-
-    def __init__(self, maxsize: int) -> None:
-        super().__init__()
-        self.maxsize = maxsize
-
-    def put(self, digest: bytes, entry: _Verified) -> None:
-        """Remember ``entry``; evict the least recently used entry beyond ``maxsize``."""
-        self[digest] = entry
-        if len(self) > self.maxsize:
-            self.popitem(last=False)
 
 
 def _check_algorithms(value: object) -> frozenset[str]:
@@ -172,7 +139,7 @@ class TokenVerifier:
             opt.count("max_token_bytes", max_token_bytes, low=256, high=1024 * 1024)
         )
         size = opt.count("cache_size", cache_size, low=0, high=10_000_000)
-        self._cache = _TokenCache(size) if size else None
+        self._cache = VerifiedTokenCache(size) if size else None
         self._keys = RemoteKeySource(
             issuer=issuer,
             jwks_uri=jwks_uri,
@@ -222,6 +189,12 @@ class TokenVerifier:
         return self._algorithms
 
     @property
+    def token_cache(self) -> VerifiedTokenCache | None:
+        """The verified-token cache (``len()`` and ``maxsize`` for metrics); None when
+        ``cache_size=0`` turned it off."""
+        return self._cache
+
+    @property
     def key_source(self) -> RemoteKeySource:
         """The JWKS source (for health checks and tests: ``fetch_count``, ``last_error``)."""
         return self._keys
@@ -253,27 +226,25 @@ class TokenVerifier:
 
     async def token_endpoint(self) -> str | None:
         """The issuer's ``token_endpoint`` from discovery, or None if it cannot be had."""
-        metadata = await self._keys.metadata()
-        endpoint = metadata.get("token_endpoint") if metadata else None
-        return endpoint if isinstance(endpoint, str) else None
+        return await self._keys.endpoint("token_endpoint")
 
     # -- verification ------------------------------------------------------------------
 
     async def verify(self, token: str) -> AccessToken:
         """Verify ``token`` and return what it grants.
 
-        Checks, in order: size, structure and encoding, algorithm allow-list, key
-        selection, signature, then ``typ`` and claims. Raises an InvalidTokenError
+        Checks, in order: size, structure and the header, algorithm allow-list, key
+        selection, signature, then the payload, ``typ`` and claims. Raises an InvalidTokenError
         subclass, or KeysUnavailableError when keys cannot be had right now.
         """
         found = self._lookup(token)
         if isinstance(found, AccessToken):
             return found
         try:
-            header, payload, signing_input, signature = self._parser.parts(token)
+            header, payload, signing_input, signature = self._parser.split(token)
             alg = header.alg
             if alg not in self._algorithms:
-                raise UnsupportedAlgorithmError(f"algorithm {alg!r:.40} is not allowed")
+                raise AlgorithmNotAllowedError(f"algorithm {alg!r:.40} is not allowed")
             keys = self._keys
             key = keys.current_key(header.kid, alg) or await keys.get_key(header.kid, alg)
             return self._accept(key, header, payload, signing_input, signature, found)
@@ -317,53 +288,50 @@ class TokenVerifier:
             or not token.isascii()
         ):
             return b""
-        digest = _token_hash(token.encode() if isinstance(token, str) else token).digest()
-        entry = cache.get(digest)
-        if entry is None:
-            return digest
+        digest = token_digest(token.encode() if isinstance(token, str) else token)
         now = self._clock()
         keys = self._keys
-        if (
-            entry.not_before <= now <= entry.not_after
-            and now <= keys.usable_until
-            and not entry.key.revoked
-        ):
-            cache.move_to_end(digest)
-            if now >= keys.refresh_due:
-                keys.refresh_if_due(now)
-            return entry.token
-        del cache[digest]  # verify afresh: the full path names the precise error
-        return digest
+        entry = cache.get(digest, now)
+        if entry is None:
+            return digest
+        if now > keys.usable_until:
+            cache.forget(digest)  # verify afresh: the full path names the precise error
+            return digest
+        if now >= keys.refresh_due:
+            keys.refresh_if_due(now)
+        return entry.token
 
     def _accept(
         self,
         key: VerificationKey,
         header: Header,
-        payload: dict[str, Any],
+        payload_segment: str,
         signing_input: bytes,
         signature: bytes,
         digest: bytes,
     ) -> AccessToken:
-        """Signature, then ``typ`` and claims; build the AccessToken and cache it."""
+        """Signature, then the payload, ``typ`` and claims; build the AccessToken and
+        cache it. Nothing of the payload is parsed before the signature verified."""
         alg = header.alg
         if not key.verify(alg, signing_input, signature):
             raise InvalidSignatureError(f"bad signature for kid={header.kid!r:.66}")
+        payload = decode_payload(payload_segment)
         self._claims.check_type(header.typ)
         exp, nbf = self._claims.check(payload, self._clock())
         get = payload.get
-        access_token = verified_token(
-            MappingProxyType(payload),  # claims
-            self._scopes.extract(payload),  # scopes
-            datetime.fromtimestamp(exp, UTC),  # expires_at
-            get("sub"),  # subject
-            get("client_id") or get("azp") or get("cid"),  # client_id
-            self._issuer,  # issuer
-            key.kid,  # key_id
+        access_token = AccessToken(
+            claims=MappingProxyType(payload),
+            scopes=self._scopes.extract(payload),
+            expires_at=datetime.fromtimestamp(exp, UTC),
+            subject=get("sub"),
+            client_id=get("client_id") or get("azp") or get("cid"),
+            issuer=self._issuer,
+            key_id=key.kid,
         )
         if self._cache is not None and digest:
             self._cache.put(
                 digest,
-                _Verified(
+                CacheEntry(
                     access_token,
                     key,
                     -math.inf if nbf is None else nbf - self._leeway,

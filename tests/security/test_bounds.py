@@ -49,7 +49,7 @@ def distinct_tokens(key: SigningKey, kid: str | None = None) -> Iterator[str]:
 
 
 def cache_entries(verifier: TokenVerifier) -> int:
-    cache = verifier._cache
+    cache = verifier.token_cache
     assert cache is not None
     assert cache.maxsize == CACHE_SIZE
     return len(cache)

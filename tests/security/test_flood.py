@@ -143,8 +143,8 @@ async def test_a_flood_of_random_kids_costs_one_fetch_per_cooldown_and_blocks_no
     # Nothing of the flood is remembered: no per-kid state, no cache entries for refusals.
     verifier = app.verifier
     assert verifier._parser._headers.__len__() <= 256
-    assert verifier._cache is not None
-    assert len(verifier._cache) <= len(served)
+    assert verifier.token_cache is not None
+    assert len(verifier.token_cache) <= len(served)
     assert verifier.key_source.keys is not None
     assert len(verifier.key_source.keys) == 1
 
