@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import types
 from pathlib import Path
 
 import resource_guard
@@ -13,17 +12,6 @@ PACKAGE = Path(resource_guard.client.__file__).parent
 
 KNOWN_PRIVATE_IMPORTS: set[tuple[str, str]] = set()
 """Underscore names the client takes from a neighbour: none."""
-
-
-def test_all_is_sorted_and_names_every_public_attribute() -> None:
-    public = {
-        name
-        for name, value in vars(resource_guard.client).items()
-        if name[0].isalpha() and not isinstance(value, types.ModuleType)
-    }
-
-    assert sorted(resource_guard.client.__all__) == resource_guard.client.__all__
-    assert set(resource_guard.client.__all__) == public
 
 
 def test_the_top_level_package_exports_the_same_class() -> None:

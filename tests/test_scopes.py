@@ -30,7 +30,11 @@ def test_check_scope_names_keeps_order_and_drops_repeats() -> None:
     assert check_scope_names(["a", "b:c", "a"]) == ("a", "b:c")
 
 
-@pytest.mark.parametrize("scope", ["", "a b", 'a"b', "a\\b", "a\tb", "caf\u00e9"])
+@pytest.mark.parametrize(
+    "scope",
+    ["", "a b", 'a"b', "a\\b", "a\tb", "caf\u00e9", "a\n"],
+    ids=["empty", "space", "quote", "backslash", "tab", "non-ascii", "newline"],
+)
 def test_check_scope_names_refuses_words_outside_the_grammar(scope: str) -> None:
     with pytest.raises(ValueError, match="invalid scope name"):
         check_scope_names([scope])

@@ -250,7 +250,7 @@ def test_decorating_a_non_callable_is_refused() -> None:
 
 
 def test_refusal_response_is_a_starlette_response() -> None:
-    from resource_guard._bearer import BearerReplies
+    from resource_guard._bearer_reply import BearerReplies
     from resource_guard.starlette import _response
 
     response = _response(BearerReplies("api").insufficient_scope(("a",)))

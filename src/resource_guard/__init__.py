@@ -7,6 +7,7 @@ import importlib.metadata
 
 from ._jwks import KeySourceStatus
 from ._models import AccessToken
+from ._protocol import Verifier
 from ._verifier import TokenVerifier
 from .client import ClientCredentialsAuth
 from .exceptions import (
@@ -54,6 +55,7 @@ __all__ = [
     "TokenVerifier",
     "UnknownKeyError",
     "UnsupportedAlgorithmError",
+    "Verifier",
     "__version__",
     "get_access_token",
 ]

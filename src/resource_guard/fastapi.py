@@ -35,16 +35,16 @@ except ImportError as exc:
 
 from starlette.requests import HTTPConnection
 
-from ._bearer import Reply
-from ._models import AccessToken
-from ._scopes import check_scope_names
-from .middleware import (
+from ._access import (
     APP_KEY,
     DENIAL_EXTENSION,
     POLICY_VIOLATION,
     AccessRefused,
     check_access,
 )
+from ._bearer_reply import Reply
+from ._models import AccessToken
+from ._scopes import check_scope_names
 
 __all__ = [
     "SCHEME_NAME",

@@ -16,82 +16,39 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Iterable
-from typing import Protocol
 
 from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
-from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._bearer import (
+from ._access import (
+    ACCESS_TOKEN_KEY,
+    APP_KEY,
+    REPLIES_KEY,
+    AccessRefused,
+    get_access_token,
+    send_reply,
+)
+from ._bearer_reply import BearerReplies, Reply
+from ._bearer_request import (
     BODYLESS_METHODS,
     TWO_METHODS,
-    BearerReplies,
     BearerRequestError,
-    Reply,
     extract_token,
     has_access_token_parameter,
     has_form_body,
     quick_token,
 )
 from ._models import AccessToken
+from ._protocol import Verifier
 from .exceptions import InvalidTokenError, KeysUnavailableError
 
 __all__ = ["BearerAuthMiddleware", "TokenUser", "get_access_token"]
 
 logger = logging.getLogger("resource_guard.middleware")
 
-ACCESS_TOKEN_KEY = "resource_guard.access_token"
-"""Scope key of the verified AccessToken (None on public paths and anonymous requests)."""
-REPLIES_KEY = "resource_guard.replies"
-"""Scope key of the middleware's BearerReplies; its presence proves the middleware ran."""
-APP_KEY = "resource_guard.app"
-"""Scope key of the app the middleware wraps: refusals raised inside it reach the middleware."""
-DENIAL_EXTENSION = "websocket.http.response"
 _LIFESPAN_ENDS = frozenset(
     {"lifespan.startup.failed", "lifespan.shutdown.complete", "lifespan.shutdown.failed"}
 )
-POLICY_VIOLATION = 1008
-
-MISSING_MIDDLEWARE = (
-    "resource-guard: BearerAuthMiddleware did not handle this request, so its token cannot "
-    "be checked; add app.add_middleware(BearerAuthMiddleware, verifier=...) to the "
-    "application (scope checks never allow a request they cannot check)"
-)
-
-
-class AccessRefused(Exception):
-    """A route's scope check refused the request; the middleware sends ``reply``.
-
-    Raised only inside the app the middleware wraps (``scope[APP_KEY]``), so every
-    refusal has the middleware's bare ``{"error", "error_description"}`` body.
-    """
-
-    def __init__(self, reply: Reply) -> None:
-        super().__init__(reply.error)
-        self.reply = reply
-
-
-class Verifier(Protocol):
-    """What the middleware needs of a verifier (TokenVerifier implements it).
-
-    ``verify`` decides: it returns the AccessToken or raises InvalidTokenError (401) or
-    KeysUnavailableError (503). ``start`` and ``aclose`` run at lifespan start-up and
-    shutdown.
-
-    ``cached`` is optional at run time (a verifier without it has every request go
-    through ``await verify(...)``). When present, the middleware calls it first, with the
-    *unchecked* bytes after ``Bearer `` of the one ``Authorization`` header, and uses its
-    answer without calling ``verify``. So it must return an AccessToken only for a token
-    ``verify`` accepted before and would accept now (same token, time window, key not
-    revoked, keys usable), and None whenever the caller must ``await verify(...)``:
-    anything unknown, and always while ``verify`` is overridden or wrapped. It must
-    never wait (no I/O, no coroutine; it may schedule background work) and never raise.
-    """
-
-    async def verify(self, token: str) -> AccessToken: ...
-    def cached(self, token: str | bytes) -> AccessToken | None: ...
-    async def start(self) -> None: ...
-    async def aclose(self) -> None: ...
 
 
 class TokenUser(BaseUser):
@@ -123,64 +80,6 @@ class TokenUser(BaseUser):
 
     def __repr__(self) -> str:
         return f"TokenUser({self.token!r})"
-
-
-def get_access_token(conn: HTTPConnection) -> AccessToken | None:
-    """The verified AccessToken of a request or WebSocket; None when there is none.
-
-    None on public paths and for anonymous requests (``allow_anonymous=True``). Raises
-    :class:`RuntimeError` when BearerAuthMiddleware did not handle the request.
-    """
-    scope = conn.scope
-    if REPLIES_KEY not in scope:
-        raise RuntimeError(MISSING_MIDDLEWARE)
-    token: AccessToken | None = scope.get(ACCESS_TOKEN_KEY)
-    return token
-
-
-def check_access(scope: Scope, required: tuple[str, ...], any_of: bool) -> AccessToken | Reply:
-    """The token when it holds the ``required`` scopes, else the refusal to send.
-
-    Shared by the Starlette and FastAPI integrations. Raises :class:`RuntimeError` when the
-    middleware did not run: a missing middleware must never mean "allowed".
-    """
-    replies: BearerReplies | None = scope.get(REPLIES_KEY)
-    if replies is None:
-        raise RuntimeError(MISSING_MIDDLEWARE)
-    token: AccessToken | None = scope.get(ACCESS_TOKEN_KEY)
-    if token is None:
-        return replies.missing
-    if required and not token.has_scopes(*required, any_of=any_of):
-        return replies.insufficient_scope(required, any_of=any_of)
-    return token
-
-
-async def send_reply(scope: Scope, receive: Receive, send: Send, reply: Reply) -> None:
-    """Send ``reply`` on an HTTP request, or refuse a WebSocket handshake with it.
-
-    A WebSocket gets the reply as a denial response when the server offers the
-    ``websocket.http.response`` extension, else a close with code 1008 (policy violation)
-    once the ``websocket.connect`` message arrived.
-    """
-    if scope["type"] == "http":
-        await send(
-            {"type": "http.response.start", "status": reply.status, "headers": list(reply.headers)}
-        )
-        await send({"type": "http.response.body", "body": reply.body})
-        return
-    if DENIAL_EXTENSION in (scope.get("extensions") or {}):
-        await send(
-            {
-                "type": "websocket.http.response.start",
-                "status": reply.status,
-                "headers": list(reply.headers),
-            }
-        )
-        await send({"type": "websocket.http.response.body", "body": reply.body})
-        return
-    message = await receive()
-    if message["type"] == "websocket.connect":
-        await send({"type": "websocket.close", "code": POLICY_VIOLATION, "reason": ""})
 
 
 FORM_SCAN_LIMIT = 64 * 1024

@@ -28,9 +28,12 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from ._bearer import Reply
+from ._access import (
+    check_access,
+    send_reply,
+)
+from ._bearer_reply import Reply
 from ._scopes import check_scope_names
-from .middleware import check_access, send_reply
 
 __all__ = ["require_scopes"]
 

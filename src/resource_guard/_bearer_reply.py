@@ -1,0 +1,172 @@
+"""RFC 6750 on the reply side: ``WWW-Authenticate`` challenges and the JSON refusals.
+
+Values that reach a reply header are filtered to the characters RFC 6750 allows in them,
+so no input (a realm, a description, a scope) can add a header or break the challenge.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["BearerReplies", "Reply", "challenge"]
+
+# RFC 6750 §3: error_description allows %x20-21 / %x23-5B / %x5D-7E; everything else goes.
+_NOT_DESCRIPTION = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+_NOT_SCOPE = re.compile(r"[^\x21\x23-\x5b\x5d-\x7e]")
+_NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]")
+_MAX_DESCRIPTION = 200
+_MAX_RETRY_AFTER = 3600
+
+
+def _quoted(value: str) -> str:
+    """An RFC 9110 quoted-string of printable ASCII (quote and backslash escaped)."""
+    value = _NOT_PRINTABLE.sub("", value)
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _description(value: str) -> str:
+    return _NOT_DESCRIPTION.sub("", value)[:_MAX_DESCRIPTION].strip()
+
+
+def challenge(
+    realm: str,
+    *,
+    error: str | None = None,
+    description: str | None = None,
+    scopes: Iterable[str] = (),
+) -> bytes:
+    """A ``WWW-Authenticate`` value: ``Bearer realm="..."`` plus the error parameters.
+
+    The realm is escaped as a quoted-string; the description and scopes keep only the
+    characters RFC 6750 allows in them, so no input can break out of the quotes.
+    """
+    parts = [f"Bearer realm={_quoted(realm)}"]
+    if error is not None:
+        parts.append(f'error="{_description(error)}"')
+    if description:
+        parts.append(f'error_description="{_description(description)}"')
+    cleaned = [s for s in (_NOT_SCOPE.sub("", scope) for scope in scopes) if s]
+    if cleaned:
+        parts.append(f'scope="{" ".join(cleaned)}"')
+    return ", ".join(parts).encode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A complete HTTP reply: status, header pairs (bytes) and a JSON body holding
+    ``error`` and ``description``."""
+
+    status: int
+    headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes
+    error: str
+    description: str
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header ``name`` (lower case), or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+def _reply(
+    status: int,
+    error: str,
+    description: str,
+    extra: tuple[tuple[bytes, bytes], ...] = (),
+) -> Reply:
+    body = json.dumps(
+        {"error": error, "error_description": description}, separators=(",", ":")
+    ).encode("ascii")
+    headers = (
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode("ascii")),
+        (b"cache-control", b"no-store"),
+        *extra,
+    )
+    return Reply(status, headers, body, error, description)
+
+
+class BearerReplies:
+    """The refusals of one realm, precomputed where they do not depend on the request.
+
+    | situation                      | status | challenge                            |
+    |--------------------------------|--------|--------------------------------------|
+    | no credentials                 | 401    | ``Bearer realm="..."``               |
+    | malformed request              | 400    | ``error="invalid_request"``          |
+    | token refused                  | 401    | ``error="invalid_token"``            |
+    | scope missing                  | 403    | ``error="insufficient_scope"``       |
+    | keys unavailable               | 503    | none; ``Retry-After`` instead        |
+    """
+
+    __slots__ = ("_invalid_request", "_invalid_token", "_scope", "missing", "realm", "unavailable")
+
+    _CACHE_LIMIT = 256
+
+    def __init__(self, realm: str) -> None:
+        self.realm = realm
+        self.missing = _reply(
+            401,
+            "unauthorized",
+            "a bearer token is required",
+            ((b"www-authenticate", challenge(realm)),),
+        )
+        """401 for a request without credentials: a bare challenge (RFC 6750 §3.1)."""
+        self.unavailable = _reply(
+            503, "temporarily_unavailable", "token verification is temporarily unavailable"
+        )
+        """503 without ``Retry-After``, for failures of unknown cause."""
+        self._invalid_request: dict[str, Reply] = {}
+        self._invalid_token: dict[str, Reply] = {}
+        self._scope: dict[tuple[tuple[str, ...], bool], Reply] = {}
+
+    def invalid_request(self, description: str) -> Reply:
+        """400 ``invalid_request``."""
+        return self._cached(self._invalid_request, description, 400, "invalid_request")
+
+    def invalid_token(self, description: str) -> Reply:
+        """401 ``invalid_token`` with a short, client-safe description."""
+        return self._cached(self._invalid_token, description, 401, "invalid_token")
+
+    def _cached(self, cache: dict[str, Reply], description: str, status: int, error: str) -> Reply:
+        reply = cache.get(description)
+        if reply is None:
+            text = _description(description) or error
+            header = challenge(self.realm, error=error, description=text)
+            reply = _reply(status, error, text, ((b"www-authenticate", header),))
+            if len(cache) >= self._CACHE_LIMIT:
+                cache.clear()
+            cache[description] = reply
+        return reply
+
+    def insufficient_scope(self, required: Iterable[str], *, any_of: bool = False) -> Reply:
+        """403 ``insufficient_scope`` naming every scope the route asks for."""
+        key = (tuple(required), any_of)
+        reply = self._scope.get(key)
+        if reply is None:
+            text = (
+                "the token grants none of the accepted scopes"
+                if any_of
+                else "the token lacks a required scope"
+            )
+            header = challenge(
+                self.realm, error="insufficient_scope", description=text, scopes=key[0]
+            )
+            reply = _reply(403, "insufficient_scope", text, ((b"www-authenticate", header),))
+            if len(self._scope) >= self._CACHE_LIMIT:
+                self._scope.clear()
+            self._scope[key] = reply
+        return reply
+
+    def keys_unavailable(self, retry_after: float) -> Reply:
+        """503 with ``Retry-After`` in whole seconds (1 s to 1 h)."""
+        seconds = retry_after if math.isfinite(retry_after) else _MAX_RETRY_AFTER
+        seconds = min(max(1, math.ceil(seconds)), _MAX_RETRY_AFTER)
+        base = self.unavailable
+        headers = (*base.headers, (b"retry-after", str(seconds).encode()))
+        return Reply(503, headers, base.body, base.error, base.description)

@@ -1,0 +1,34 @@
+"""The one contract every verifier kind meets, and that the middleware, the route checks
+and the framework adapters accept: ``TokenVerifier`` today, more kinds to come."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ._models import AccessToken
+
+__all__ = ["Verifier"]
+
+
+class Verifier(Protocol):
+    """A verifier of bearer tokens: what BearerAuthMiddleware, the FastAPI and Starlette
+    scope checks and the framework adapters accept (TokenVerifier implements it).
+
+    ``verify`` decides: it returns the AccessToken or raises InvalidTokenError (401) or
+    KeysUnavailableError (503). ``start`` and ``aclose`` run at lifespan start-up and
+    shutdown.
+
+    ``cached`` is optional at run time (a verifier without it has every request go
+    through ``await verify(...)``). When present, the middleware calls it first, with the
+    *unchecked* bytes after ``Bearer `` of the one ``Authorization`` header, and uses its
+    answer without calling ``verify``. So it must return an AccessToken only for a token
+    ``verify`` accepted before and would accept now (same token, time window, key not
+    revoked, keys usable), and None whenever the caller must ``await verify(...)``:
+    anything unknown, and always while ``verify`` is overridden or wrapped. It must
+    never wait (no I/O, no coroutine; it may schedule background work) and never raise.
+    """
+
+    async def verify(self, token: str) -> AccessToken: ...
+    def cached(self, token: str | bytes) -> AccessToken | None: ...
+    async def start(self) -> None: ...
+    async def aclose(self) -> None: ...
