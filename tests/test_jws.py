@@ -201,3 +201,8 @@ def test_read_unverified_tolerates_padding_and_checks_nothing() -> None:
     """For display: a padded segment and a signature that is not even base64 still read."""
     token = f"{segment(HEADER)}==.{segment(PAYLOAD)}.not a signature"
     assert read_unverified(token) == (HEADER, PAYLOAD)
+
+
+def test_a_payload_outside_the_base64url_alphabet_is_not_a_compact_jws() -> None:
+    with pytest.raises(MalformedTokenError, match="compact JWS"):
+        parse(f"{segment(HEADER)}.{segment(PAYLOAD)}+.AAAA")

@@ -24,7 +24,6 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
@@ -373,11 +372,6 @@ class RemoteKeySource:
                 await self._fetch_shared()
 
     # -- discovery ---------------------------------------------------------------------
-
-    async def metadata(self) -> dict[str, Any] | None:
-        """The issuer's discovery document, fetched once; None when it cannot be had."""
-        found = await self._discovered()
-        return None if found is None else found.document
 
     async def endpoint(self, name: str) -> str | None:
         """The discovered URL of ``name`` (``token_endpoint``, ``introspection_endpoint``...)

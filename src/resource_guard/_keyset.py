@@ -23,7 +23,6 @@ logger = logging.getLogger("resource_guard.keys")
 MIN_RSA_BITS = 2048
 MAX_JWKS_KEYS = 100
 """JWKS entries judged per fetch; later ones are ignored unread (real IdPs publish < 20)."""
-_SELECTIONS_REMEMBERED = 1024
 _SUMMARY_REASONS = 5  # reasons named in the one log line per fetch; kids named per reason:
 _SUMMARY_KIDS = 3
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth"})
@@ -270,13 +269,12 @@ class KeySet:
 
         A token without ``kid`` is accepted only when exactly one key fits its algorithm.
         Raises UnknownKeyError otherwise. Successful selections are remembered (the set
-        never changes; a refresh builds a new one), up to a bound.
+        never changes; a refresh builds a new one): at most one per key and algorithm, so
+        the memo is bounded by :data:`MAX_JWKS_KEYS` times the algorithms.
         """
         key = self._selected.get((kid, alg))
         if key is None:
-            key = self._select(kid, alg)
-            if len(self._selected) < _SELECTIONS_REMEMBERED:
-                self._selected[kid, alg] = key
+            key = self._selected[kid, alg] = self._select(kid, alg)
         return key
 
     def _select(self, kid: str | None, alg: str) -> VerificationKey:

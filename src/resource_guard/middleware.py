@@ -112,6 +112,13 @@ async def _buffer_body(receive: Receive, limit: int) -> tuple[bytes | None, Rece
     return (b"".join(chunks) if complete else None), replay
 
 
+async def _form_names_a_token(receive: Receive) -> tuple[bool, Receive]:
+    """Whether a form body up to :data:`FORM_SCAN_LIMIT` names an ``access_token``, and the
+    ``receive`` that replays what was read (RFC 6750 §2.2: one method per request)."""
+    body, receive = await _buffer_body(receive, FORM_SCAN_LIMIT)
+    return body is not None and has_access_token_parameter(body), receive
+
+
 def _route_path(path: str, root: str) -> str:
     """The path the app routes on: ``path`` without the ``root_path`` prefix."""
     if path.startswith(root):
@@ -223,7 +230,6 @@ class BearerAuthMiddleware:
         self._anonymous = allow_anonymous
         self._manage = manage_verifier
         self._replies = BearerReplies(realm)
-        self._sorted_scopes: tuple[AccessToken | None, list[str]] = (None, [])
 
     @property
     def realm(self) -> str:
@@ -233,14 +239,9 @@ class BearerAuthMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
-            if kind == "lifespan" and self._manage:
-                await self._lifespan(scope, receive, send)
-            else:
-                await self.app(scope, receive, send)
+            await self._pass_through(scope, receive, send)
             return
-
         replies = self._replies
-        cached = self._cached
         scope[REPLIES_KEY] = replies
         scope[APP_KEY] = scope.get("app")
         if self._public and self._is_public(scope):
@@ -248,25 +249,10 @@ class BearerAuthMiddleware:
             return
         headers = scope.get("headers") or ()
         query = scope.get("query_string") or b""
-        token: AccessToken | None = None
+        # A token verified before: no parsing, no coroutine (the common case). A request
+        # with a query string takes the careful path, which checks it for access_token.
+        token = self._cached_token(headers) if self._cached is not None and not query else None
         raw = ""
-        if cached is not None and not query:
-            # A token verified before: no parsing, no coroutine (the common case). Only
-            # one "Authorization: Bearer <token>" header gets here; other shapes, and
-            # every request with a query string, take the careful path below.
-            quick = quick_token(headers)
-            if quick is not None:
-                try:
-                    found = cached(quick)
-                except Exception as exc:  # a verifier's bug: verify() decides instead
-                    logger.error(
-                        "the verifier's cached() failed (%s); verifying the token instead",
-                        type(exc).__name__,
-                        exc_info=exc,
-                    )
-                    found = None
-                if isinstance(found, AccessToken):
-                    token = found
         if token is None:
             try:
                 extracted = extract_token(headers, query)
@@ -274,36 +260,57 @@ class BearerAuthMiddleware:
                 await send_reply(scope, receive, send, replies.invalid_request(exc.description))
                 return
             if extracted is None:
-                if self._anonymous:
-                    await self._pass_anonymous(scope, receive, send)
-                else:
-                    await send_reply(scope, receive, send, replies.missing)
+                await self._no_credentials(scope, receive, send)
                 return
             raw = extracted
-
         if kind == "http" and scope["method"] not in BODYLESS_METHODS and has_form_body(headers):
-            body, receive = await _buffer_body(receive, FORM_SCAN_LIMIT)
-            if body is not None and has_access_token_parameter(body):
+            named, receive = await _form_names_a_token(receive)
+            if named:
                 await send_reply(scope, receive, send, replies.invalid_request(TWO_METHODS))
                 return
-
         if token is None:
             outcome = await self._verify(raw)
             if isinstance(outcome, Reply):
                 await send_reply(scope, receive, send, outcome)
                 return
             token = outcome
-        remembered, scopes = self._sorted_scopes
-        if token is not remembered:  # a repeated token is the same AccessToken object
-            scopes = sorted(token.scopes)
-            self._sorted_scopes = (token, scopes)
-        scope["auth"] = AuthCredentials(scopes)  # copies: each request owns its list
+        scope["auth"] = AuthCredentials(sorted(token.scopes))
         scope["user"] = TokenUser(token)
         scope[ACCESS_TOKEN_KEY] = token
         try:
             await self.app(scope, receive, send)
         except AccessRefused as refusal:  # raised before the route answered
             await send_reply(scope, receive, send, refusal.reply)
+
+    def _cached_token(self, headers: Iterable[tuple[bytes, bytes]]) -> AccessToken | None:
+        """The verifier's answer for the one ``Authorization: Bearer <token>`` header's
+        unchecked bytes; None for any other shape, a miss, or a ``cached`` that failed."""
+        quick = quick_token(headers)
+        if quick is None or self._cached is None:
+            return None
+        try:
+            found = self._cached(quick)
+        except Exception as exc:  # a verifier's bug: verify() decides instead
+            logger.error(
+                "the verifier's cached() failed (%s); verifying the token instead",
+                type(exc).__name__,
+                exc_info=exc,
+            )
+            return None
+        return found if isinstance(found, AccessToken) else None
+
+    async def _no_credentials(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._anonymous:
+            await self._pass_anonymous(scope, receive, send)
+        else:
+            await send_reply(scope, receive, send, self._replies.missing)
+
+    async def _pass_through(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Lifespan (starting and closing the verifier when managed) and other scopes."""
+        if scope["type"] == "lifespan" and self._manage:
+            await self._lifespan(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
     async def _verify(self, raw: str) -> AccessToken | Reply:
         """The verified token, or the reply refusing it."""
