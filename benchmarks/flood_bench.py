@@ -82,7 +82,7 @@ def measure_flood(
             _lag(server)
             quiet = _probe(server, seconds, probe_rate)
             quiet_lag = _lag(server)
-            fake.fault("slow", path="jwks", delay=delay)
+            fake.fault("slow", endpoint="jwks", delay=delay)
             before = fake.counts["jwks"]
             with ThreadPoolExecutor(2) as pool:
                 flooding = pool.submit(

@@ -293,7 +293,7 @@ async def test_another_401_within_the_cooldown_fetches_no_token(
     mode: str, server: TokenServer, clock: FakeClock
 ) -> None:
     server.accepted = set()
-    auth = make_auth(server, clock, refetch_cooldown=10)
+    auth = make_auth(server, clock, cooldown=10)
     await send(mode, auth, server)
 
     response = await send(mode, auth, server)
@@ -304,6 +304,21 @@ async def test_another_401_within_the_cooldown_fetches_no_token(
     clock.advance(10)
     await send(mode, auth, server)
     assert len(server.token_requests) == 3
+
+
+async def test_refetch_cooldown_still_sets_the_cooldown(
+    mode: str, server: TokenServer, clock: FakeClock
+) -> None:
+    """The deprecated spelling of ``cooldown=`` keeps its meaning: here 60 s, not 10."""
+    server.accepted = set()
+    with pytest.warns(DeprecationWarning, match="^refetch_cooldown= is deprecated"):
+        auth = make_auth(server, clock, refetch_cooldown=60)
+    await send(mode, auth, server)
+    clock.advance(30)
+
+    await send(mode, auth, server)
+
+    assert len(server.token_requests) == 2
 
 
 async def test_a_401_after_another_caller_refreshed_reuses_its_token(clock: FakeClock) -> None:

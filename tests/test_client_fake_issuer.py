@@ -123,7 +123,7 @@ def test_refusals_carry_the_rfc_6749_error(
 async def test_a_token_endpoint_outage_is_retried_a_bounded_number_of_times(
     fake: FakeIssuer,
 ) -> None:
-    fake.fault("status", path="token", status=503)
+    fake.fault("status", endpoint="token", status=503)
     auth = in_process_auth(fake, retries=2, retry_backoff=0.0)
 
     with pytest.raises(TokenRequestError) as caught:
@@ -134,7 +134,7 @@ async def test_a_token_endpoint_outage_is_retried_a_bounded_number_of_times(
 
 
 async def test_a_passing_outage_is_ridden_out(fake: FakeIssuer) -> None:
-    fake.fault("status", path="token", status=502, times=1)
+    fake.fault("status", endpoint="token", status=502, times=1)
     auth = in_process_auth(fake, retry_backoff=0.0)
 
     assert claims(await auth.aget_token())["client_id"] == CLIENT_ID
@@ -143,7 +143,7 @@ async def test_a_passing_outage_is_ridden_out(fake: FakeIssuer) -> None:
 
 @pytest.mark.parametrize("kind", ["oversized", "gzip_bomb", "garbage", "not_object"])
 def test_a_hostile_token_endpoint_reply_is_refused_once(fake: FakeIssuer, kind: str) -> None:
-    fake.fault(kind, path="token")
+    fake.fault(kind, endpoint="token")
 
     with pytest.raises(TokenRequestError):
         in_process_auth(fake).get_token()
@@ -285,7 +285,7 @@ async def test_own_async_clients_reach_a_real_loopback_issuer(served: FakeIssuer
 
 
 async def test_a_slow_loopback_token_endpoint_hits_the_deadline(served: FakeIssuer) -> None:
-    served.fault("slow", path="token", delay=2.0)
+    served.fault("slow", endpoint="token", delay=2.0)
     auth = ClientCredentialsAuth(
         token_url=served.token_endpoint,
         client_id=CLIENT_ID,

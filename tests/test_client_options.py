@@ -3,8 +3,10 @@ reprs, messages and logs."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +113,7 @@ BAD_OPTIONS = [
     pytest.param({"retries": 1.5}, TypeError, "retries must be an int", id="retries-float"),
     pytest.param({"retries": 11}, ValueError, "retries must be between", id="retries-many"),
     pytest.param({"retry_backoff": -0.1}, ValueError, "retry_backoff", id="negative-backoff"),
-    pytest.param({"refetch_cooldown": -1}, ValueError, "refetch_cooldown", id="cooldown"),
+    pytest.param({"cooldown": -1}, ValueError, "cooldown must be between", id="cooldown"),
     pytest.param({"clock": 5}, TypeError, "clock must be a callable", id="clock"),
     pytest.param({"allow_insecure_http": "yes"}, TypeError, "must be a bool", id="insecure-str"),
     pytest.param({"cache_dir": 5}, TypeError, "cache_dir must be a path", id="cache-dir-int"),
@@ -311,6 +313,47 @@ def test_from_env_keeps_the_secret_verbatim() -> None:
     environ = {**ENV, "RESOURCE_GUARD_CLIENT_SECRET": " padded secret "}
 
     assert ClientCredentialsAuth.from_env(environ)._credentials.client_secret == " padded secret "
+
+
+# -- cooldown, the verifier's name; refetch_cooldown is its deprecated spelling ---------------
+
+DEPRECATED_COOLDOWN = r"^refetch_cooldown= is deprecated, use cooldown=$"
+
+
+def from_env(**overrides: Any) -> ClientCredentialsAuth:
+    return ClientCredentialsAuth.from_env(ENV, **overrides)
+
+
+BUILDERS = [pytest.param(build, id="constructor"), pytest.param(from_env, id="from_env")]
+
+
+@pytest.mark.parametrize("make", BUILDERS)
+def test_refetch_cooldown_still_works_with_a_deprecation_warning_at_the_caller(
+    make: Callable[..., ClientCredentialsAuth],
+) -> None:
+    """The value still reaches the option (its range check here), and the warning points
+    at the line that passed ``refetch_cooldown=``, not into resource_guard."""
+    with (
+        pytest.warns(DeprecationWarning, match=DEPRECATED_COOLDOWN) as caught,
+        pytest.raises(ValueError, match="cooldown must be between"),
+    ):
+        make(refetch_cooldown=-1)
+    assert [Path(warning.filename) for warning in caught] == [Path(__file__)]
+
+
+@pytest.mark.parametrize("cooldown", [5, 10.0], ids=["other-value", "default-value"])
+@pytest.mark.parametrize("make", BUILDERS)
+def test_cooldown_and_refetch_cooldown_together_are_a_type_error(
+    make: Callable[..., ClientCredentialsAuth], cooldown: float
+) -> None:
+    """Even when ``cooldown=`` repeats the default: both spellings were passed."""
+    with pytest.raises(TypeError, match="both cooldown= and refetch_cooldown="):
+        make(cooldown=cooldown, refetch_cooldown=5)
+
+
+def test_the_cooldown_default_reads_as_a_plain_number() -> None:
+    default = inspect.signature(ClientCredentialsAuth).parameters["cooldown"].default
+    assert (default, repr(default)) == (10.0, "10.0")
 
 
 # -- secrets stay secret ----------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from resource_guard.testing import FakeIssuer, generate_key
+from resource_guard.testing import FakeIssuer, generate_key, read_unverified
 from tests.fake_issuer_support import fake as fake  # a fixture
 
 # Construction ---------------------------------------------------------------------------
@@ -93,7 +93,7 @@ ARGUMENT_RULE = [
         "max-age-float", "FakeIssuer", jwks_max_age=1.5, error=TypeError, names="jwks_max_age"
     ),
     rule_case("max-age-set-str", "set jwks_max_age", "300", error=TypeError, names="jwks_max_age"),
-    rule_case("key-alg-int", "generate_key", 256, error=TypeError, names="^alg "),
+    rule_case("key-algorithm-int", "generate_key", 256, error=TypeError, names="^algorithm "),
     rule_case("key-kid-empty", "generate_key", "RS256", "", error=ValueError, names="kid"),
     rule_case(
         "key-size-str", "generate_key", "RS256", key_size="2048", error=TypeError, names="key_size"
@@ -101,11 +101,18 @@ ARGUMENT_RULE = [
     rule_case(
         "key-size-bool", "generate_key", "RS256", key_size=True, error=TypeError, names="key_size"
     ),
-    rule_case("rotate-alg-int", "rotate_keys", 256, error=TypeError, names="^alg "),
+    rule_case("rotate-algorithm-int", "rotate_keys", 256, error=TypeError, names="^algorithm "),
     rule_case("raw-jwk-circular", "publish_raw_jwk", CIRCULAR, error=ValueError, names="jwk"),
-    rule_case("mint-alg-int", "mint", alg=256, error=TypeError, names="^alg "),
+    rule_case("mint-algorithm-int", "mint", algorithm=256, error=TypeError, names="^algorithm "),
     rule_case("mint-key-int", "mint", key=42, error=TypeError, names="^key "),
-    rule_case("mint-secret-alg-int", "mint", key="s", alg=256, error=TypeError, names="^alg "),
+    rule_case(
+        "mint-secret-algorithm-int",
+        "mint",
+        key="s",
+        algorithm=256,
+        error=TypeError,
+        names="^algorithm ",
+    ),
     rule_case("mint-audience-empty", "mint", audience="", error=ValueError, names="audience"),
     rule_case("mint-scope-int", "mint", scopes=["a", 5], error=TypeError, names="scopes"),
     rule_case("mint-time-nan", "mint", issued_at=float("nan"), error=ValueError, names="issued_at"),
@@ -139,7 +146,9 @@ ARGUMENT_RULE = [
         names="scopes",
     ),
     rule_case("fault-kind-int", "fault", 5, error=TypeError, names="kind"),
-    rule_case("fault-path-int", "fault", "status", path=5, error=TypeError, names="path"),
+    rule_case(
+        "fault-endpoint-int", "fault", "status", endpoint=5, error=TypeError, names="endpoint"
+    ),
     rule_case(
         "fault-location-empty", "fault", "redirect", location="", error=ValueError, names="location"
     ),
@@ -163,6 +172,87 @@ def test_a_wrong_type_is_a_type_error_and_a_wrong_value_a_value_error(
     }
     with pytest.raises(error, match=names):
         (targets[target] if target in targets else getattr(fake, target))(*args, **kwargs)
+
+
+# One name for one algorithm: algorithm=, with alg= as its deprecated spelling -------------
+
+
+def _token_alg(token: str) -> str:
+    return str(read_unverified(token)[0]["alg"])
+
+
+ONE_ALGORITHM: dict[str, Callable[..., str]] = {
+    "generate_key": lambda fake, **kw: generate_key(**kw).alg,
+    "FakeIssuer.generate_key": lambda fake, **kw: fake.generate_key(**kw).alg,
+    "add_key": lambda fake, **kw: fake.add_key(**kw).alg,
+    "rotate_keys": lambda fake, **kw: fake.rotate_keys(**kw).alg,
+    "mint": lambda fake, **kw: _token_alg(fake.mint(**kw)),
+    "mint_expired": lambda fake, **kw: _token_alg(fake.mint_expired(**kw)),
+    "mint_not_yet_valid": lambda fake, **kw: _token_alg(fake.mint_not_yet_valid(**kw)),
+    "auth_headers": lambda fake, **kw: _token_alg(fake.auth_headers(**kw)["Authorization"][7:]),
+}
+"""Every call that takes one algorithm, and the ``alg`` of what it made."""
+
+DEPRECATED_ALG = r"^alg= is deprecated, use algorithm=$"
+
+
+@pytest.mark.parametrize("call", ONE_ALGORITHM.values(), ids=ONE_ALGORITHM.keys())
+def test_algorithm_names_the_one_algorithm(fake: FakeIssuer, call: Callable[..., str]) -> None:
+    assert call(fake, algorithm="EdDSA") == "EdDSA"
+
+
+@pytest.mark.parametrize("call", ONE_ALGORITHM.values(), ids=ONE_ALGORITHM.keys())
+def test_alg_still_works_with_a_deprecation_warning_at_the_caller(
+    fake: FakeIssuer, call: Callable[..., str]
+) -> None:
+    """The warning points at the line that passed ``alg=``, not into resource_guard."""
+    with pytest.warns(DeprecationWarning, match=DEPRECATED_ALG) as caught:
+        assert call(fake, alg="EdDSA") == "EdDSA"
+    assert [Path(warning.filename) for warning in caught] == [Path(__file__)]
+
+
+@pytest.mark.parametrize("call", ONE_ALGORITHM.values(), ids=ONE_ALGORITHM.keys())
+def test_algorithm_and_alg_together_are_a_type_error(
+    fake: FakeIssuer, call: Callable[..., str]
+) -> None:
+    with pytest.raises(TypeError, match=r"both algorithm= and alg="):
+        call(fake, algorithm="EdDSA", alg="EdDSA")
+
+
+def test_add_key_takes_a_prepared_key_under_the_old_name_too(fake: FakeIssuer) -> None:
+    prepared = generate_key("EdDSA", "prepared")
+    with pytest.warns(DeprecationWarning, match=DEPRECATED_ALG):
+        assert fake.add_key(alg=prepared) is prepared
+
+
+def test_generate_key_needs_an_algorithm() -> None:
+    with pytest.raises(TypeError, match="needs an algorithm"):
+        generate_key()  # type: ignore[call-overload]
+
+
+def test_fault_names_its_endpoint_with_endpoint(fake: FakeIssuer) -> None:
+    fake.fault("status", endpoint="token", status=500)
+    with fake.client() as client:
+        assert client.post(fake.token_endpoint).status_code == 500
+        assert client.get(fake.jwks_uri).status_code == 200
+
+
+def test_fault_path_still_works_with_a_deprecation_warning_at_the_caller(
+    fake: FakeIssuer,
+) -> None:
+    with pytest.warns(DeprecationWarning, match=r"^path= is deprecated, use endpoint=$") as caught:
+        fake.fault("status", path="token", status=500)
+    assert [Path(warning.filename) for warning in caught] == [Path(__file__)]
+    with fake.client() as client:
+        assert client.post(fake.token_endpoint).status_code == 500
+        assert client.get(fake.jwks_uri).status_code == 200
+
+
+@pytest.mark.parametrize("endpoint", ["jwks", "token"], ids=["default-value", "other-value"])
+def test_fault_endpoint_and_path_together_are_a_type_error(fake: FakeIssuer, endpoint: str) -> None:
+    """Even when ``endpoint=`` repeats the default: both spellings were passed."""
+    with pytest.raises(TypeError, match=r"both endpoint= and path="):
+        fake.fault("status", endpoint=endpoint, path="token")
 
 
 # Documentation ------------------------------------------------------------------------------

@@ -50,23 +50,23 @@ def test_drip_fault_streams_one_byte_at_a_time_in_process(fake: FakeIssuer) -> N
     assert json.loads(b"".join(chunks)) == fake.jwks()
 
 
-@pytest.mark.parametrize("path", ENDPOINTS)
-def test_garbage_fault_is_not_json(fake: FakeIssuer, call: Call, path: str) -> None:
-    fake.fault("garbage", path=path)
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_garbage_fault_is_not_json(fake: FakeIssuer, call: Call, endpoint: str) -> None:
+    fake.fault("garbage", endpoint=endpoint)
     url = {
         "discovery": fake.discovery_url,
         "oauth_metadata": fake.oauth_metadata_url,
         "jwks": fake.jwks_uri,
         "token": fake.token_endpoint,
-    }[path]
-    reply = call("POST" if path == "token" else "GET", url)
+    }[endpoint]
+    reply = call("POST" if endpoint == "token" else "GET", url)
     assert reply.status_code == 200
     with pytest.raises((UnicodeDecodeError, json.JSONDecodeError)):
         json.loads(reply.content)
 
 
 def test_not_object_fault_is_a_json_list(fake: FakeIssuer, call: Call) -> None:
-    fake.fault("not_object", path="discovery")
+    fake.fault("not_object", endpoint="discovery")
     reply = call("GET", fake.discovery_url)
     assert reply.status_code == 200
     assert reply.json() == [fake.metadata()]
@@ -122,7 +122,7 @@ def test_redirect_fault_points_at_the_same_document(fake: FakeIssuer, call: Call
 
 
 def test_redirect_fault_can_point_anywhere(fake: FakeIssuer) -> None:
-    fake.fault("redirect", path="discovery", location="https://evil.test/x")
+    fake.fault("redirect", endpoint="discovery", location="https://evil.test/x")
     with fake.client() as client:
         assert client.get(fake.discovery_url).headers["location"] == "https://evil.test/x"
 
@@ -136,7 +136,7 @@ def test_fault_times_limits_the_hits(fake: FakeIssuer) -> None:
 
 
 def test_fault_applies_to_its_path_only(fake: FakeIssuer) -> None:
-    fake.fault("status", path="token")
+    fake.fault("status", endpoint="token")
     with fake.client() as client:
         assert client.get(fake.jwks_uri).status_code == 200
         assert client.post(fake.token_endpoint, data=GOOD).status_code == 503
@@ -145,7 +145,7 @@ def test_fault_applies_to_its_path_only(fake: FakeIssuer) -> None:
 def test_a_new_fault_replaces_the_old_and_clear_faults_removes_all(fake: FakeIssuer) -> None:
     fake.fault("status", status=500)
     fake.fault("no_keys")
-    fake.fault("status", path="discovery")
+    fake.fault("status", endpoint="discovery")
     with fake.client() as client:
         assert client.get(fake.jwks_uri).json() == {}
         fake.clear_faults()
@@ -157,7 +157,7 @@ def test_a_new_fault_replaces_the_old_and_clear_faults_removes_all(fake: FakeIss
     ("kind", "options", "error"),
     [
         ("explode", {}, ValueError),
-        ("status", {"path": "userinfo"}, ValueError),
+        ("status", {"endpoint": "userinfo"}, ValueError),
         ("status", {"status": 99}, ValueError),
         ("status", {"status": 600}, ValueError),
         ("status", {"status": "503"}, TypeError),
@@ -170,7 +170,7 @@ def test_a_new_fault_replaces_the_old_and_clear_faults_removes_all(fake: FakeIss
     ],
     ids=[
         "unknown-kind",
-        "unknown-path",
+        "unknown-endpoint",
         "status-too-low",
         "status-too-high",
         "status-str",

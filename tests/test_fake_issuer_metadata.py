@@ -113,7 +113,7 @@ def test_jwks_max_age_is_configurable(
 
 
 def test_counts_every_request_per_endpoint(fake: FakeIssuer, call: Call) -> None:
-    fake.fault("status", path="discovery", times=1)
+    fake.fault("status", endpoint="discovery", times=1)
     for url in (fake.discovery_url, fake.discovery_url, fake.oauth_metadata_url, fake.jwks_uri):
         call("GET", url)
     call("POST", fake.token_endpoint, data=GOOD)

@@ -91,17 +91,17 @@ def test_header_options(
 
 
 def test_minting_another_alg_publishes_a_key_for_it(fake: FakeIssuer) -> None:
-    token = fake.mint(alg="PS384")
+    token = fake.mint(algorithm="PS384")
     assert jwt.get_unverified_header(token)["alg"] == "PS384"
     assert verify(fake, token)["sub"] == "user-123"
     assert fake.current_key.alg == "ES256"
-    fake.mint(alg="PS384")
+    fake.mint(algorithm="PS384")
     assert [key.alg for key in fake.keys] == ["ES256", "PS384"]
 
 
 def test_minting_the_current_alg_uses_the_current_key(fake: FakeIssuer) -> None:
     fake.add_key("ES256")
-    header = jwt.get_unverified_header(fake.mint(alg="ES256"))
+    header = jwt.get_unverified_header(fake.mint(algorithm="ES256"))
     assert header["kid"] == fake.current_key.kid
 
 
@@ -110,27 +110,27 @@ def test_current_sentinel_reads_well_in_signatures() -> None:
 
 
 def test_alg_none_makes_an_unsigned_token(fake: FakeIssuer) -> None:
-    token = fake.mint(alg="none")
+    token = fake.mint(algorithm="none")
     assert token.endswith(".")
     assert jwt.get_unverified_header(token) == {"alg": "none", "typ": "at+jwt"}
 
 
 def test_hmac_secret_signs_hs256(fake: FakeIssuer) -> None:
     secret = b"s" * 32
-    token = fake.mint(alg="HS256", key=secret)
+    token = fake.mint(algorithm="HS256", key=secret)
     assert jwt.decode(token, secret, algorithms=["HS256"], audience=fake.audience)["sub"]
 
 
 def test_short_hmac_secret_signs_without_warning(fake: FakeIssuer) -> None:
-    assert fake.mint(alg="HS256", key="short").count(".") == 2
+    assert fake.mint(algorithm="HS256", key="short").count(".") == 2
 
 
 @pytest.mark.parametrize(
     ("options", "error"),
     [
         ({"key": "secret"}, ValueError),
-        ({"key": "secret", "alg": "RS256"}, ValueError),
-        ({"alg": "HS256"}, ValueError),
+        ({"key": "secret", "algorithm": "RS256"}, ValueError),
+        ({"algorithm": "HS256"}, ValueError),
         ({"expires_in": 1.5}, TypeError),
         ({"scopes": ("a b",)}, ValueError),
         ({"scopes": 5}, TypeError),

@@ -870,7 +870,7 @@ async def test_an_hmac_token_for_a_published_oct_key_is_refused(
     verifier = make()
     await verifier.start()
     with pytest.raises(UnsupportedAlgorithmError):
-        await verifier.verify(fake.mint(alg="HS256", key=secret, kid="oct"))
+        await verifier.verify(fake.mint(algorithm="HS256", key=secret, kid="oct"))
 
 
 @pytest.mark.parametrize(
@@ -930,7 +930,9 @@ async def test_a_token_without_kid_never_triggers_a_refetch(
     verifier = make()
     await verifier.start()
     clock.advance(COOLDOWN + 1)  # past the cooldown: an unknown kid could refetch now
-    token = fake.mint(kid=None) if fit == "several-keys-fit" else fake.mint(alg="ES384", kid=None)
+    token = (
+        fake.mint(kid=None) if fit == "several-keys-fit" else fake.mint(algorithm="ES384", kid=None)
+    )
     for _ in range(3):
         assert isinstance(refused_at_once(verifier, token), UnknownKeyError)
     assert fake.counts["jwks"] == 1
@@ -1028,7 +1030,7 @@ async def test_discovery_falls_back_to_rfc8414_when_oidc_is_missing(
     clock: FakeClock,
 ) -> None:
     fake = FakeIssuer("https://idp.example.test/oauth2/default", clock=clock, algorithm="ES256")
-    fake.fault("status", path="discovery", status=404)
+    fake.fault("status", endpoint="discovery", status=404)
     async with fake.async_client() as client:
         verifier = TokenVerifier(fake.issuer, AUDIENCE, http_client=client, clock=clock)
         async with verifier:
@@ -1061,7 +1063,7 @@ async def test_a_discovery_document_for_another_issuer_is_refused(
 async def test_rfc8414_metadata_for_another_issuer_is_refused(
     make: Factory, fake: FakeIssuer
 ) -> None:
-    fake.fault("status", path="discovery", status=404)
+    fake.fault("status", endpoint="discovery", status=404)
     fake.metadata_overrides["issuer"] = "https://evil.example.test"
     verifier = make()
     await verifier.start()
@@ -1070,8 +1072,8 @@ async def test_rfc8414_metadata_for_another_issuer_is_refused(
 
 
 async def test_discovery_failing_everywhere_leaves_no_keys(make: Factory, fake: FakeIssuer) -> None:
-    fake.fault("status", path="discovery", status=500)
-    fake.fault("garbage", path="oauth_metadata")
+    fake.fault("status", endpoint="discovery", status=500)
+    fake.fault("garbage", endpoint="oauth_metadata")
     verifier = make()
     await verifier.start()
     with pytest.raises(KeysUnavailableError, match="discovery failed"):
@@ -1138,8 +1140,8 @@ async def test_token_endpoint_is_discovered_once_when_jwks_uri_is_configured(
     make: Factory, fake: FakeIssuer
 ) -> None:
     verifier = make(jwks_uri=fake.jwks_uri)
-    fake.fault("status", path="discovery", status=500, times=1)
-    fake.fault("status", path="oauth_metadata", status=500, times=1)
+    fake.fault("status", endpoint="discovery", status=500, times=1)
+    fake.fault("status", endpoint="oauth_metadata", status=500, times=1)
     assert await verifier.token_endpoint() is None
     assert await verifier.token_endpoint() == fake.token_endpoint
     assert await verifier.token_endpoint() == fake.token_endpoint

@@ -310,3 +310,34 @@ def test_rsa_members_with_a_leading_zero_octet_are_the_same_key(member: str) -> 
     before = KeySet.from_jwks({"keys": [value]})
     after = KeySet.from_jwks({"keys": [{**value, member: b64url(b"\0" + raw)}]}, previous=before)
     assert after.keys[0] is before.keys[0]
+
+
+def test_the_summary_names_a_few_kids_and_reasons_then_counts_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A JWKS of many odd keys still logs one bounded line: three kids per reason, five
+    reasons, then how many more."""
+    caplog.set_level(logging.DEBUG, logger="resource_guard.keys")
+    symmetric = [{"kty": "oct", "k": "c2VjcmV0", "kid": f"oct-{n}"} for n in range(5)]
+    others = [
+        jwk(RSA, use="enc"),
+        jwk(RSA, key_ops=["encrypt"]),
+        jwk(RSA, alg="ES256"),
+        jwk(EC, crv="P-192"),
+        {"kty": "XYZ"},
+        {"kid": "no-kty"},
+    ]
+    KeySet.from_jwks({"keys": [*symmetric, *others, jwk(ED)]})
+    [summary] = key_records(caplog)
+    message = summary.getMessage()
+    assert "(5 keys: kid='oct-0', kid='oct-1', kid='oct-2', ...)" in message
+    assert message.endswith("2 more reasons")
+    assert "oct-3" not in message
+
+
+def test_a_kid_less_key_is_chosen_for_a_kid_less_token() -> None:
+    key = load_key(jwk(EC, kid=...))
+    keys = KeySet([key])
+    assert keys.select(None, "ES256") is key
+    with pytest.raises(UnknownKeyError):
+        keys.select("ec-1", "ES256")

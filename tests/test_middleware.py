@@ -577,8 +577,8 @@ INVALID_TOKENS = {
     "not-yet-valid": lambda fake: fake.mint_not_yet_valid(),
     "wrong-audience": lambda fake: fake.mint(audience="api://elsewhere"),
     "wrong-issuer": lambda fake: fake.mint(claims={"iss": "https://evil.example"}),
-    "alg-none": lambda fake: fake.mint(alg="none"),
-    "hmac": lambda fake: fake.mint(alg="HS256", key="secret" * 6),
+    "alg-none": lambda fake: fake.mint(algorithm="none"),
+    "hmac": lambda fake: fake.mint(algorithm="HS256", key="secret" * 6),
     "dpop-typ": lambda fake: fake.mint(typ="dpop+jwt"),
     "no-exp": lambda fake: fake.mint(omit=("exp",)),
     "not-a-jwt": lambda fake: "abc",
@@ -656,7 +656,7 @@ async def test_hostile_token_header_cannot_break_the_challenge(
 
 
 async def test_issuer_down_without_cached_keys_is_503(app: Starlette, fake: FakeIssuer) -> None:
-    fake.fault("status", path="jwks", status=503)
+    fake.fault("status", endpoint="jwks", status=503)
     result = await call(app, headers=bearer(fake.mint(scopes=("orders:read",))))
     assert_refusal(result, 503, "temporarily_unavailable")
     retry_after = result.header(b"retry-after")

@@ -96,7 +96,7 @@ async def test_verifies_every_default_algorithm(
 ) -> None:
     key = issuer.add_key(alg)
     clock.advance(31)  # past the unknown-kid cooldown of the start-up fetch
-    access = await verifier.verify(issuer.mint(alg=alg, kid=key.kid, key=key))
+    access = await verifier.verify(issuer.mint(algorithm=alg, kid=key.kid, key=key))
     assert access.key_id == key.kid
 
 
@@ -157,7 +157,7 @@ async def test_algorithm_allow_list_is_checked_before_any_key_is_fetched(
     issuer: FakeIssuer,
 ) -> None:
     key = issuer.generate_key("ES256")
-    token = issuer.mint(alg="ES256", key=key, kid="never-published")
+    token = issuer.mint(algorithm="ES256", key=key, kid="never-published")
     async with issuer.async_client() as client:
         strict = TokenVerifier(issuer.issuer, AUDIENCE, algorithms=["RS256"], http_client=client)
         with pytest.raises(UnsupportedAlgorithmError):
@@ -261,7 +261,7 @@ async def test_psychic_ecdsa_signatures_are_refused(
 ) -> None:
     key = issuer.add_key("ES256")
     clock.advance(31)
-    header_payload = issuer.mint(alg="ES256", key=key, kid=key.kid).rsplit(".", 1)[0]
+    header_payload = issuer.mint(algorithm="ES256", key=key, kid=key.kid).rsplit(".", 1)[0]
     with pytest.raises(InvalidSignatureError):
         await verifier.verify(f"{header_payload}.{b64url(signature)}")
 
@@ -680,8 +680,8 @@ async def test_token_endpoint_comes_from_discovery(issuer: FakeIssuer) -> None:
 
 
 async def test_token_endpoint_is_none_when_discovery_fails(issuer: FakeIssuer) -> None:
-    issuer.fault("status", path="discovery", status=500)
-    issuer.fault("status", path="oauth_metadata", status=500)
+    issuer.fault("status", endpoint="discovery", status=500)
+    issuer.fault("status", endpoint="oauth_metadata", status=500)
     async with issuer.async_client() as client:
         verifier = TokenVerifier(issuer.issuer, AUDIENCE, http_client=client)
         assert await verifier.token_endpoint() is None

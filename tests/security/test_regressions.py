@@ -70,7 +70,7 @@ async def test_one_odd_jwk_does_not_stop_the_good_key_from_verifying(
 def _token(key: SigningKey) -> str:
     from resource_guard.testing import FakeIssuer
 
-    return FakeIssuer(ISSUER, audience=AUDIENCE).mint(key=key, alg=key.alg)
+    return FakeIssuer(ISSUER, audience=AUDIENCE).mint(key=key, algorithm=key.alg)
 
 
 # Found by the Wycheproof JWK vectors (tcId 7): a key from the flawed Infineon generator

@@ -72,10 +72,10 @@ class ClientCredentialsAuth(httpx.Auth):
       client of our own per token request.
     - ``clock``: epoch seconds (default ``time.time``); ``retries`` (default 2) and
       ``retry_backoff`` (default 0.5 s, doubled per retry, jittered) for network errors and
-      5xx; ``refetch_cooldown``: minimum seconds between two token drops caused by 401
-      replies (default 10), so a resource server that refuses every token cannot turn
-      each request into a token request; ``allow_insecure_http``: permit a plain-http
-      token endpoint that is not loopback.
+      5xx; ``cooldown``: least seconds between two token drops caused by 401 replies
+      (default 10), so a resource server that refuses every token cannot turn each request
+      into a token request (``refetch_cooldown`` is its deprecated spelling);
+      ``allow_insecure_http``: permit a plain-http token endpoint that is not loopback.
 
     Failures of the token endpoint raise :class:`~resource_guard.exceptions.TokenRequestError`
     from the request being sent. The secret never appears in logs, messages or ``repr``.
@@ -102,9 +102,14 @@ class ClientCredentialsAuth(httpx.Auth):
         clock: Callable[[], float] = time.time,
         retries: int = 2,
         retry_backoff: float = 0.5,
-        refetch_cooldown: float = 10.0,
+        cooldown: float = options.DEFAULT_COOLDOWN,
         allow_insecure_http: bool = False,
+        refetch_cooldown: float | None = None,
     ) -> None:
+        if refetch_cooldown is not None:
+            given: dict[str, float] = {"cooldown": cooldown, "refetch_cooldown": refetch_cooldown}
+            options.renamed(given)
+            cooldown = given["cooldown"]
         if not isinstance(allow_insecure_http, bool):
             raise TypeError("allow_insecure_http must be a bool")
         if (token_url is None) == (issuer is None):
@@ -129,9 +134,7 @@ class ClientCredentialsAuth(httpx.Auth):
             retries=count("retries", retries, low=0, high=10),
             backoff=seconds("retry_backoff", retry_backoff, low=0.0, high=60.0),
         )
-        self._refetch_cooldown = seconds(
-            "refetch_cooldown", refetch_cooldown, low=0.0, high=86400.0
-        )
+        self._cooldown = seconds("cooldown", cooldown, low=0.0, high=86400.0)
         sync_http, async_http = options.http_clients(http_client)
         self._clock = clock
         self._fetcher = TokenFetcher(
@@ -186,6 +189,7 @@ class ClientCredentialsAuth(httpx.Auth):
         that is the protected service's own audience, not the one of the services it calls.
         Missing required variables raise ``ValueError`` naming them.
         """
+        options.renamed(overrides)
         env = os.environ if environ is None else environ
         return cls(**options.from_environ(env, overrides))
 
@@ -311,11 +315,11 @@ class ClientCredentialsAuth(httpx.Auth):
         if current is None or current.access_token != token.access_token:
             return True
         now = self._clock()
-        if now - self._last_drop < self._refetch_cooldown:
+        if now - self._last_drop < self._cooldown:
             logger.debug(
                 "the resource server refused the access token again within %.0f s; "
                 "not fetching another one yet",
-                self._refetch_cooldown,
+                self._cooldown,
             )
             return False
         self._last_drop = now

@@ -4,8 +4,9 @@ environment variables. Messages say what to fix and never repeat a secret."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any
+import warnings
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any, Final
 
 import httpx
 
@@ -36,6 +37,35 @@ ENV_STRINGS = {
 }
 ENV_SECRET = "RESOURCE_GUARD_CLIENT_SECRET"
 ENV_SCOPES = "RESOURCE_GUARD_SCOPES"
+
+RENAMED: Final = {"refetch_cooldown": "cooldown"}
+"""Deprecated keyword -> its name now: the old spelling still works, with a warning."""
+
+
+class Default(float):
+    """A default number that tells whether the caller passed the option (``is``), so that
+    an option given under both of its names is refused; it reads as the plain number."""
+
+    __slots__ = ()
+
+
+DEFAULT_COOLDOWN: Final = Default(10.0)
+"""Least seconds between two token drops caused by 401 replies, unless ``cooldown=``."""
+
+
+def renamed(options: MutableMapping[str, Any], *, depth: int = 1) -> None:
+    """Move deprecated keywords in ``options`` (the ``**kwargs`` of the function ``depth``
+    frames up) to their new names, each with a :class:`DeprecationWarning` pointing at that
+    function's caller. Both spellings at once is a :class:`TypeError`."""
+    for old, new in RENAMED.items():
+        if old not in options:
+            continue
+        if new in options and not isinstance(options[new], Default):
+            raise TypeError(
+                f"got both {new}= and {old}= (its deprecated spelling): pass {new}= only"
+            )
+        warnings.warn(f"{old}= is deprecated, use {new}=", DeprecationWarning, stacklevel=depth + 2)
+        options[new] = options.pop(old)
 
 
 def text(name: str, value: object) -> str:

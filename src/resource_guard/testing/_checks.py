@@ -8,7 +8,9 @@ the argument and say what it must be.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TypeVar
 
 __all__ = [
     "audience_value",
@@ -16,9 +18,13 @@ __all__ = [
     "integer",
     "non_empty_str",
     "one_of",
+    "renamed",
+    "renamed_in",
     "scope_tuple",
     "seconds",
 ]
+
+T = TypeVar("T")
 
 
 def non_empty_str(name: str, value: object) -> str:
@@ -97,3 +103,28 @@ def scope_tuple(name: str, value: object) -> tuple[str, ...]:
         if not scope or " " in scope:
             raise ValueError(f"every {name} value must be a non-empty str without spaces")
     return scopes
+
+
+def renamed(new_name: str, new: T, old_name: str, old: T | None, *, depth: int = 1) -> T | None:
+    """The value of keyword ``new_name``, also accepted under its deprecated spelling
+    ``old_name`` (None: not given). The old spelling warns (:class:`DeprecationWarning`
+    pointing at the code that called the function ``depth`` frames up: 1 is the function
+    calling this one); both at once is a :class:`TypeError`."""
+    if old is None:
+        return new
+    if new is not None:
+        raise TypeError(
+            f"got both {new_name}= and {old_name}= (its deprecated spelling): pass {new_name}= only"
+        )
+    warnings.warn(
+        f"{old_name}= is deprecated, use {new_name}=", DeprecationWarning, stacklevel=depth + 2
+    )
+    return old
+
+
+def renamed_in(options: MutableMapping[str, Any], new_name: str, old_name: str) -> None:
+    """Rename ``old_name`` to ``new_name`` in the ``**options`` a function forwards, as
+    :func:`renamed` does (the warning points at that function's caller)."""
+    if old_name in options:
+        value = renamed(new_name, options.get(new_name), old_name, options.pop(old_name), depth=2)
+        options[new_name] = value

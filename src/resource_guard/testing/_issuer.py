@@ -15,7 +15,16 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ._checks import audience_value, integer, non_empty_str, one_of, scope_tuple, seconds
+from ._checks import (
+    audience_value,
+    integer,
+    non_empty_str,
+    one_of,
+    renamed,
+    renamed_in,
+    scope_tuple,
+    seconds,
+)
 from ._faults import ENDPOINTS, Fault
 from ._http import HTTPReply, HTTPRequest, json_reply
 from ._keyring import KeyRing
@@ -41,6 +50,16 @@ _OIDC_PATH = "/.well-known/openid-configuration"
 _OAUTH_PATH = "/.well-known/oauth-authorization-server"
 
 
+class _Default(str):
+    """A default that tells whether the caller passed the option (``is``), so that an
+    option given under both of its names is refused; it reads as the plain string."""
+
+    __slots__ = ()
+
+
+_DEFAULT_ENDPOINT: Final = _Default("jwks")
+
+
 class FakeIssuer:
     """An OAuth 2.0 / OIDC issuer for tests: discovery, JWKS, client-credentials tokens.
 
@@ -51,6 +70,10 @@ class FakeIssuer:
     ``jwks_max_age`` (also a settable property) is the JWKS ``Cache-Control: max-age``
     (None: no header). ``metadata_overrides`` (a dict attribute) is merged into both
     metadata documents; a None value removes that member.
+
+    A keyword naming one algorithm is ``algorithm`` everywhere (``alg`` is the JOSE header
+    member, as in :attr:`SigningKey.alg`); ``alg=`` still works where it used to, with a
+    :class:`DeprecationWarning`.
     """
 
     def __init__(
@@ -152,7 +175,7 @@ class FakeIssuer:
     @property
     def algorithm(self) -> str:
         """Algorithm of the key generated on first use (and of :meth:`rotate_keys`)."""
-        return self._keys.default_alg
+        return self._keys.default_algorithm
 
     @property
     def current_key(self) -> SigningKey:
@@ -165,26 +188,45 @@ class FakeIssuer:
         return self._keys.signing_keys()
 
     def generate_key(
-        self, alg: str | None = None, kid: str | None = None, *, key_size: int | None = None
+        self,
+        algorithm: str | None = None,
+        kid: str | None = None,
+        *,
+        key_size: int | None = None,
+        alg: str | None = None,
     ) -> SigningKey:
-        """A fresh key that is *not* published: sign with it to forge tokens."""
-        return generate_key(alg or self.algorithm, kid, key_size=key_size)
+        """A fresh key that is *not* published: sign with it to forge tokens.
+
+        ``algorithm`` defaults to :attr:`algorithm`; ``alg=`` is its deprecated spelling.
+        """
+        algorithm = renamed("algorithm", algorithm, "alg", alg)
+        return generate_key(algorithm or self.algorithm, kid, key_size=key_size)
 
     def add_key(
         self,
-        alg: str | SigningKey | None = None,
+        algorithm: str | SigningKey | None = None,
         kid: str | None = None,
         *,
         make_current: bool = False,
         key_size: int | None = None,
+        alg: str | SigningKey | None = None,
     ) -> SigningKey:
-        """Publish a new key for ``alg`` (or publish a :class:`SigningKey` you made)."""
-        key = alg if isinstance(alg, SigningKey) else self.generate_key(alg, kid, key_size=key_size)
+        """Publish a new key for ``algorithm`` (default :attr:`algorithm`), or publish a
+        :class:`SigningKey` you made. ``alg=`` is the deprecated spelling of
+        ``algorithm=``."""
+        chosen = renamed("algorithm", algorithm, "alg", alg)
+        if isinstance(chosen, SigningKey):
+            key = chosen
+        else:
+            key = generate_key(chosen or self.algorithm, kid, key_size=key_size)
         return self._keys.add(key, make_current=make_current)
 
-    def rotate_keys(self, alg: str | None = None) -> SigningKey:
-        """Publish a new key and sign with it from now on; older keys stay published."""
-        return self._keys.rotate(alg)
+    def rotate_keys(self, algorithm: str | None = None, *, alg: str | None = None) -> SigningKey:
+        """Publish a new key and sign with it from now on; older keys stay published.
+
+        ``algorithm`` defaults to the current key's; ``alg=`` is its deprecated spelling.
+        """
+        return self._keys.rotate(renamed("algorithm", algorithm, "alg", alg))
 
     def remove_key(self, kid: str) -> None:
         """Unpublish every key (and raw JWK) with this ``kid``; KeyError when none has it.
@@ -236,25 +278,30 @@ class FakeIssuer:
         client_id: str | None = None,
         claims: Mapping[str, Any] | None = None,
         omit: Iterable[str] = (),
-        alg: str | None = None,
+        algorithm: str | None = None,
         kid: str | Current | None = CURRENT,
         typ: str | None = "at+jwt",
         headers: Mapping[str, Any] | None = None,
         key: SigningKey | str | bytes | None = None,
         issued_at: float | None = None,
+        alg: str | None = None,
     ) -> str:
         """Sign a JWT access token (PyJWT) and return it in compact form.
 
         Claims: ``iss``, ``sub``, ``aud``, ``iat``, ``exp``, ``jti``, plus ``client_id``
         and ``scope`` (space-delimited) when given; ``claims`` adds or overrides, ``omit``
         removes. ``iat`` is ``issued_at``, else the clock. The key is the current one, the
-        newest published key for ``alg`` (generated and published if needed), or ``key``
-        (a :class:`SigningKey`, or an HMAC secret for ``HS*``); ``alg="none"`` makes an
-        unsigned token. ``kid`` defaults to the key's own, None omits it. ``typ=None``
-        omits the header ``typ``; ``headers`` adds or overrides header fields.
+        newest published key for ``algorithm`` (generated and published if needed), or
+        ``key`` (a :class:`SigningKey`, or an HMAC secret for ``HS*``);
+        ``algorithm="none"`` makes an unsigned token. ``kid`` defaults to the key's own,
+        None omits it. ``typ=None`` omits the header ``typ``; ``headers`` adds or overrides
+        header fields. ``alg=`` is the deprecated spelling of ``algorithm=``.
         """
-        if alg is not None and not isinstance(alg, str):
-            raise TypeError(f"alg must be a str such as 'ES256', or None; got {type(alg).__name__}")
+        algorithm = renamed("algorithm", algorithm, "alg", alg)
+        if algorithm is not None and not isinstance(algorithm, str):
+            raise TypeError(
+                f"algorithm must be a str such as 'ES256', or None; got {type(algorithm).__name__}"
+            )
         for name, value in (("claims", claims), ("headers", headers)):
             if value is not None and not isinstance(value, Mapping):
                 raise TypeError(
@@ -279,31 +326,34 @@ class FakeIssuer:
         elif key is not None:
             if not isinstance(key, str | bytes):
                 raise TypeError(
-                    "key must be a SigningKey, or a str/bytes HMAC secret with alg='HS256'; "
-                    f"got {type(key).__name__}"
+                    "key must be a SigningKey, or a str/bytes HMAC secret with "
+                    f"algorithm='HS256'; got {type(key).__name__}"
                 )
-            if alg is None or not alg.startswith("HS"):
+            if algorithm is None or not algorithm.startswith("HS"):
                 raise ValueError(
-                    "a str/bytes key is an HMAC secret: pass alg='HS256' (or HS384/512)"
+                    "a str/bytes key is an HMAC secret: pass algorithm='HS256' (or HS384/512)"
                 )
             signer = key
-        elif alg == "none":
+        elif algorithm == "none":
             signer = None
-        elif alg is None:
+        elif algorithm is None:
             signer = self.current_key
-        elif alg in SUPPORTED_ALGORITHMS:
-            signer = self._keys.newest_for(alg)
+        elif algorithm in SUPPORTED_ALGORITHMS:
+            signer = self._keys.newest_for(algorithm)
         else:
             raise ValueError(
-                f"no key for {alg!r}: pass key=<secret> for HS* or one of {SUPPORTED_ALGORITHMS}"
+                f"no key for {algorithm!r}: pass key=<secret> for HS* or one of "
+                f"{SUPPORTED_ALGORITHMS}"
             )
-        sign_alg = alg or (signer.alg if isinstance(signer, SigningKey) else "none")
-        return sign(payload, alg=sign_alg, key=signer, kid=kid, typ=typ, headers=headers)
+        algorithm = algorithm or (signer.alg if isinstance(signer, SigningKey) else "none")
+        return sign(payload, algorithm=algorithm, key=signer, kid=kid, typ=typ, headers=headers)
 
     def mint_expired(
         self, subject: str | None = "user-123", *, ago: int = 3600, **options: Any
     ) -> str:
-        """A token whose ``exp`` passed ``ago`` seconds ago (default: an hour)."""
+        """A token whose ``exp`` passed ``ago`` seconds ago (default: an hour); ``options``
+        as for :meth:`mint`."""
+        renamed_in(options, "algorithm", "alg")
         lifetime = options.pop("expires_in", 300)
         issued_at = self.clock() - ago - lifetime
         return self.mint(subject, expires_in=lifetime, issued_at=issued_at, **options)
@@ -312,7 +362,8 @@ class FakeIssuer:
         self, subject: str | None = "user-123", *, ahead: int = 3600, **options: Any
     ) -> str:
         """A token from an issuer ``ahead`` seconds in the future: ``iat`` and ``nbf`` lie
-        ahead, ``exp`` after them."""
+        ahead, ``exp`` after them; ``options`` as for :meth:`mint`."""
+        renamed_in(options, "algorithm", "alg")
         issued_at = int(self.clock() + ahead)
         claims = {"nbf": issued_at, **options.pop("claims", {})}
         return self.mint(subject, issued_at=issued_at, claims=claims, **options)
@@ -323,6 +374,7 @@ class FakeIssuer:
         Takes the same arguments as :meth:`mint`:
         ``client.get("/orders", headers=fake.auth_headers(scopes=["orders:read"]))``.
         """
+        renamed_in(options, "algorithm", "alg")
         return {"Authorization": f"Bearer {self.mint(subject, **options)}"}
 
     def environ(self) -> dict[str, str]:
@@ -374,25 +426,31 @@ class FakeIssuer:
         self,
         kind: str,
         *,
-        path: str = "jwks",
+        endpoint: str = _DEFAULT_ENDPOINT,
         status: int = 503,
         delay: float = 1.0,
         times: int | None = None,
         location: str | None = None,
+        path: str | None = None,
     ) -> None:
-        """Make the ``path`` endpoint misbehave (replacing any fault already set there).
+        """Make one endpoint misbehave (replacing any fault already set there).
 
-        ``kind``: ``status`` (reply ``status``), ``slow`` (wait ``delay`` s first),
-        ``drip`` (one body byte every ``delay`` s), ``garbage`` (non-JSON), ``not_object``
-        (a JSON list), ``no_keys`` (``{}``), ``oversized`` (~1 MiB of valid JSON),
-        ``gzip_bomb`` (~100 KiB gzip inflating to ~100 MiB), ``redirect`` (302 to
-        ``location``, default a path serving the same document). ``times``: how many
-        requests it hits (None: until :meth:`clear_faults`).
+        ``endpoint``: one of :data:`ENDPOINTS` (the keys of :attr:`counts`), default
+        ``jwks``; ``path=`` is its deprecated spelling. ``kind``: ``status`` (reply
+        ``status``), ``slow`` (wait ``delay`` s first), ``drip`` (one body byte every
+        ``delay`` s), ``garbage`` (non-JSON), ``not_object`` (a JSON list), ``no_keys``
+        (``{}``), ``oversized`` (~1 MiB of valid JSON), ``gzip_bomb`` (~100 KiB gzip
+        inflating to ~100 MiB), ``redirect`` (302 to ``location``, default a path serving
+        the same document). ``times``: how many requests it hits (None: until
+        :meth:`clear_faults`).
         """
-        one_of("path", path, ENDPOINTS, unknown="unknown path")
+        given = None if endpoint is _DEFAULT_ENDPOINT else endpoint
+        chosen = renamed("endpoint", given, "path", path)  # None: neither was passed
+        endpoint = endpoint if chosen is None else chosen
+        one_of("endpoint", endpoint, ENDPOINTS, unknown="unknown endpoint")
         new = Fault(kind, status=status, delay=delay, times=times, location=location)
         with self._lock:
-            self._faults[path] = new
+            self._faults[endpoint] = new
 
     def clear_faults(self) -> None:
         """Remove every injected fault."""

@@ -20,10 +20,10 @@ def _kid(entry: object) -> object:
 
 class KeyRing:
     """Published entries (signing keys and raw JWKs, in publishing order) and the current
-    signing key. The first key, of ``default_alg``, is generated on first need."""
+    signing key. The first key, of ``default_algorithm``, is generated on first need."""
 
-    def __init__(self, default_alg: str) -> None:
-        self.default_alg = default_alg
+    def __init__(self, default_algorithm: str) -> None:
+        self.default_algorithm = default_algorithm
         self._lock = threading.RLock()
         self._published: list[object] = []
         self._current: SigningKey | None = None
@@ -32,7 +32,7 @@ class KeyRing:
     def _start(self) -> None:
         """Create the first key as if it had been published from the start."""
         if not self._started:
-            self._current = generate_key(self.default_alg)
+            self._current = generate_key(self.default_algorithm)
             self._published.insert(0, self._current)
             self._started = True
 
@@ -62,23 +62,24 @@ class KeyRing:
                 self._started = True
         return key
 
-    def rotate(self, alg: str | None) -> SigningKey:
+    def rotate(self, algorithm: str | None) -> SigningKey:
         with self._lock:
-            if alg is None:
-                alg = self._current.alg if self._current is not None else self.default_alg
-            return self.add(generate_key(alg), make_current=True)
+            if algorithm is None:
+                current = self._current
+                algorithm = current.alg if current is not None else self.default_algorithm
+            return self.add(generate_key(algorithm), make_current=True)
 
-    def newest_for(self, alg: str) -> SigningKey:
-        """The current key if it has ``alg``, else the newest published one for ``alg``,
-        else a new key, published."""
+    def newest_for(self, algorithm: str) -> SigningKey:
+        """The current key if it signs ``algorithm``, else the newest published one for
+        ``algorithm``, else a new key, published."""
         with self._lock:
             current = self.current
-            if current.alg == alg:
+            if current.alg == algorithm:
                 return current
             for key in reversed(self.signing_keys()):
-                if key.alg == alg:
+                if key.alg == algorithm:
                     return key
-            return self.add(generate_key(alg), make_current=False)
+            return self.add(generate_key(algorithm), make_current=False)
 
     def remove(self, kid: str) -> None:
         with self._lock:
@@ -114,4 +115,4 @@ class KeyRing:
         """Algorithms of the published signing keys (the default one before any exists)."""
         with self._lock:
             keys = [entry for entry in self._published if isinstance(entry, SigningKey)]
-        return list(dict.fromkeys(key.alg for key in keys)) or [self.default_alg]
+        return list(dict.fromkeys(key.alg for key in keys)) or [self.default_algorithm]

@@ -10,12 +10,12 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from ._checks import integer, non_empty_str, one_of
+from ._checks import integer, non_empty_str, one_of, renamed
 
 __all__ = ["SUPPORTED_ALGORITHMS", "PrivateKey", "SigningKey", "check_algorithm", "generate_key"]
 
@@ -34,7 +34,7 @@ SUPPORTED_ALGORITHMS: tuple[str, ...] = (*_RSA_ALGS, *_EC_CURVES, "EdDSA")
 _CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 
 
-def check_algorithm(value: object, name: str = "alg") -> str:
+def check_algorithm(value: object, name: str = "algorithm") -> str:
     """``value`` if it is one of :data:`SUPPORTED_ALGORITHMS` (TypeError when not a str)."""
     return one_of(name, value, SUPPORTED_ALGORITHMS, unknown="unsupported algorithm")
 
@@ -131,23 +131,45 @@ class SigningKey:
         )
 
 
-def generate_key(alg: str, kid: str | None = None, *, key_size: int | None = None) -> SigningKey:
-    """Generate a fresh key for ``alg``; ``kid`` defaults to the RFC 7638 thumbprint.
+@overload
+def generate_key(
+    algorithm: str, kid: str | None = None, *, key_size: int | None = None
+) -> SigningKey: ...
+
+
+@overload
+def generate_key(
+    *, alg: str, kid: str | None = None, key_size: int | None = None
+) -> SigningKey: ...  # deprecated spelling
+
+
+def generate_key(
+    algorithm: str | None = None,
+    kid: str | None = None,
+    *,
+    key_size: int | None = None,
+    alg: str | None = None,
+) -> SigningKey:
+    """Generate a fresh key for ``algorithm``; ``kid`` defaults to the RFC 7638 thumbprint.
 
     ``key_size`` (RSA only, default 2048) lets a test make a deliberately weak key.
+    ``alg=`` is the deprecated spelling of ``algorithm=``.
     """
-    check_algorithm(alg)
+    algorithm = renamed("algorithm", algorithm, "alg", alg)
+    if algorithm is None:
+        raise TypeError("generate_key() needs an algorithm, such as 'ES256'")
+    check_algorithm(algorithm)
     if kid is not None:
         non_empty_str("kid (or None)", kid)
     if key_size is not None:
-        if alg not in _RSA_ALGS:
-            raise ValueError(f"key_size applies to RSA algorithms only, not {alg!r}")
+        if algorithm not in _RSA_ALGS:
+            raise ValueError(f"key_size applies to RSA algorithms only, not {algorithm!r}")
         integer("key_size (bits)", key_size, 1024)
     private_key: PrivateKey
-    if alg in _RSA_ALGS:
+    if algorithm in _RSA_ALGS:
         private_key = rsa.generate_private_key(public_exponent=65537, key_size=key_size or 2048)
-    elif alg in _EC_CURVES:
-        private_key = ec.generate_private_key(_EC_CURVES[alg][0])
+    elif algorithm in _EC_CURVES:
+        private_key = ec.generate_private_key(_EC_CURVES[algorithm][0])
     else:
         private_key = ed25519.Ed25519PrivateKey.generate()
-    return SigningKey(kid or _thumbprint(_public_members(private_key)), alg, private_key)
+    return SigningKey(kid or _thumbprint(_public_members(private_key)), algorithm, private_key)

@@ -68,14 +68,15 @@ def access_token_claims(
 def sign(
     payload: dict[str, Any],
     *,
-    alg: str,
+    algorithm: str,
     key: SigningKey | str | bytes | None,
     kid: str | Current | None,
     typ: str | None,
     headers: Mapping[str, Any] | None,
 ) -> str:
-    """A compact JWS of ``payload``: ``key`` is a signing key, an HMAC secret or None
-    (``alg="none"``); ``kid=CURRENT`` takes the key's own."""
+    """A compact JWS of ``payload`` signed with ``algorithm`` (the header's ``alg``):
+    ``key`` is a signing key, an HMAC secret or None (``algorithm="none"``);
+    ``kid=CURRENT`` takes the key's own."""
     header: dict[str, Any] = {"typ": typ}
     chosen = (key.kid if isinstance(key, SigningKey) else None) if kid is CURRENT else kid
     if chosen is not None:
@@ -86,7 +87,7 @@ def sign(
         isinstance(material, rsa.RSAPrivateKey) and material.key_size < 2048
     )
     if not weak:
-        return jwt.encode(payload, material, algorithm=alg, headers=header)  # type: ignore[arg-type]
+        return jwt.encode(payload, material, algorithm=algorithm, headers=header)  # type: ignore[arg-type]
     with warnings.catch_warnings():  # weak keys are the point of such tests
         warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
-        return jwt.encode(payload, material, algorithm=alg, headers=header)  # type: ignore[arg-type]
+        return jwt.encode(payload, material, algorithm=algorithm, headers=header)  # type: ignore[arg-type]

@@ -100,10 +100,10 @@ class _KeyPool:
     def __init__(self) -> None:
         self._keys: dict[str, list[SigningKey]] = {}
 
-    def take(self, alg: str, index: int) -> SigningKey:
-        keys = self._keys.setdefault(alg, [])
+    def take(self, algorithm: str, index: int) -> SigningKey:
+        keys = self._keys.setdefault(algorithm, [])
         while len(keys) <= index:
-            keys.append(generate_key(alg))
+            keys.append(generate_key(algorithm))
         return keys[index]
 
 
@@ -169,16 +169,16 @@ def fake_issuer_factory(
             if issuer is None:
                 unnamed += 1
                 issuer = f"https://issuer-{unnamed}.example.test"
-            alg = algorithm or defaults.get("algorithm") or DEFAULT_ALGORITHM
+            algorithm = algorithm or defaults.get("algorithm") or DEFAULT_ALGORITHM
             fake = FakeIssuer(  # checks every option before a pooled key is taken
                 issuer,
                 audience=audience or defaults.get("audience") or DEFAULT_AUDIENCE,
-                algorithm=alg,
+                algorithm=algorithm,
                 clock=fake_clock,
             )
-            index = used.get(alg, 0)
-            used[alg] = index + 1
-            fake.add_key(_resource_guard_key_pool.take(alg, index), make_current=True)
+            index = used.get(algorithm, 0)
+            used[algorithm] = index + 1
+            fake.add_key(_resource_guard_key_pool.take(algorithm, index), make_current=True)
             if serve:
                 stack.enter_context(fake.serve())
             return fake
