@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
@@ -70,3 +71,20 @@ def parse_bool(raw: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ValueError(raw)
+
+
+def renamed(new_name: str, new: T, old_name: str, old: T | None, *, depth: int = 1) -> T | None:
+    """The value of keyword ``new_name``, also accepted under its deprecated spelling
+    ``old_name`` (None: not given). The old spelling warns (:class:`DeprecationWarning`
+    pointing at the code that called the function ``depth`` frames up: 1 is the function
+    calling this one); both at once is a :class:`TypeError`."""
+    if old is None:
+        return new
+    if new is not None:
+        raise TypeError(
+            f"got both {new_name}= and {old_name}= (its deprecated spelling): pass {new_name}= only"
+        )
+    warnings.warn(
+        f"{old_name}= is deprecated, use {new_name}=", DeprecationWarning, stacklevel=depth + 2
+    )
+    return old

@@ -4,12 +4,12 @@ environment variables. Messages say what to fix and never repeat a secret."""
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, Final
 
 import httpx
 
+from .. import _options as shared_options
 from .._options import split_list
 from .._scopes import SCOPE_TOKEN
 from ._token import ParamValue
@@ -58,14 +58,12 @@ def renamed(options: MutableMapping[str, Any], *, depth: int = 1) -> None:
     frames up) to their new names, each with a :class:`DeprecationWarning` pointing at that
     function's caller. Both spellings at once is a :class:`TypeError`."""
     for old, new in RENAMED.items():
-        if old not in options:
-            continue
-        if new in options and not isinstance(options[new], Default):
-            raise TypeError(
-                f"got both {new}= and {old}= (its deprecated spelling): pass {new}= only"
+        if old in options:
+            given = options.get(new)
+            current = None if isinstance(given, Default) else given
+            options[new] = shared_options.renamed(
+                new, current, old, options.pop(old), depth=depth + 1
             )
-        warnings.warn(f"{old}= is deprecated, use {new}=", DeprecationWarning, stacklevel=depth + 2)
-        options[new] = options.pop(old)
 
 
 def text(name: str, value: object) -> str:

@@ -8,9 +8,10 @@ the argument and say what it must be.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TypeVar
+
+from .._options import renamed
 
 __all__ = [
     "audience_value",
@@ -103,23 +104,6 @@ def scope_tuple(name: str, value: object) -> tuple[str, ...]:
         if not scope or " " in scope:
             raise ValueError(f"every {name} value must be a non-empty str without spaces")
     return scopes
-
-
-def renamed(new_name: str, new: T, old_name: str, old: T | None, *, depth: int = 1) -> T | None:
-    """The value of keyword ``new_name``, also accepted under its deprecated spelling
-    ``old_name`` (None: not given). The old spelling warns (:class:`DeprecationWarning`
-    pointing at the code that called the function ``depth`` frames up: 1 is the function
-    calling this one); both at once is a :class:`TypeError`."""
-    if old is None:
-        return new
-    if new is not None:
-        raise TypeError(
-            f"got both {new_name}= and {old_name}= (its deprecated spelling): pass {new_name}= only"
-        )
-    warnings.warn(
-        f"{old_name}= is deprecated, use {new_name}=", DeprecationWarning, stacklevel=depth + 2
-    )
-    return old
 
 
 def renamed_in(options: MutableMapping[str, Any], new_name: str, old_name: str) -> None:
