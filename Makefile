@@ -1,34 +1,69 @@
-# The two commands a newcomer runs: `make demo` and `make test`.
-# Both create (and then reuse) a local virtual environment in .venv.
+# The two commands a newcomer runs: `make demo` and `make test` (`make help` lists the rest).
+# Both create (and then reuse) a local virtual environment in .venv. `make demo` installs
+# only what the demo needs; every other target installs the full dev extra.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# One stamp per install, each redone when pyproject.toml changes.
+DEMO_STAMP := $(VENV)/.demo-installed
+DEV_STAMP := $(VENV)/.dev-installed
+# examples/demo.py runs examples/fastapi_app.py under uvicorn.
+DEMO_EXTRAS := fastapi
+DEMO_REQUIREMENTS := uvicorn>=0.30
+LINTED := src tests examples benchmarks
 
-.PHONY: demo test lint typecheck unit fuzz bench docs clean
+.DEFAULT_GOAL := help
+.PHONY: help demo test lint typecheck unit docs fuzz bench dist clean
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+help: ## list the targets
+	@echo "make TARGET, where TARGET is one of:"
+	@awk -F ':.*## ' '/^[a-z]+:.*## / { printf "  %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	@if [ -f $(DEV_STAMP) ] && [ $(DEV_STAMP) -nt pyproject.toml ]; then \
+		echo "the dev extra is installed: it covers the demo"; \
+	else \
+		$(BIN)/python -m pip install --quiet -e '.[$(DEMO_EXTRAS)]' '$(DEMO_REQUIREMENTS)'; \
+	fi
+	@touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP) ## fake issuer + protected example API + callers: 200 / 401 / 403
 	$(BIN)/python examples/demo.py
 
-test: $(STAMP)
-	$(BIN)/ruff check src tests examples benchmarks
-	$(BIN)/ruff format --check src tests examples benchmarks
+test: lint typecheck unit ## what CI runs: lint, typecheck, then the tests with coverage
+
+lint: $(DEV_STAMP) ## ruff check and ruff format --check
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+
+typecheck: $(DEV_STAMP) ## mypy --strict
 	$(BIN)/mypy
+
+unit: $(DEV_STAMP) ## the whole test suite with branch coverage
 	$(BIN)/coverage run -m pytest
 	$(BIN)/coverage report
 
-fuzz: $(STAMP)
+docs: $(DEV_STAMP) ## build the documentation site strictly into site/
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+fuzz: $(DEV_STAMP) ## a longer property-based campaign
 	HYPOTHESIS_PROFILE=campaign $(BIN)/pytest tests/security -k fuzz
 
-bench: $(STAMP)
+bench: $(DEV_STAMP) ## the benchmarks, side by side with a plain PyJWT baseline
 	$(BIN)/python benchmarks/run.py
 
-clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov site
+dist: $(DEV_STAMP) ## build the sdist and the wheel into dist/ (offline, with .venv's setuptools)
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist .
+	@ls dist
+
+clean: ## remove .venv, caches, coverage data, site/ and dist/
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov site build dist

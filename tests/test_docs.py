@@ -8,8 +8,10 @@ tests run it), and ``pytest`` blocks run as test modules under pytest.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import asyncio
+import dataclasses
 import importlib
 import importlib.util
 import inspect
@@ -17,6 +19,7 @@ import ipaddress
 import logging
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import fastapi  # noqa: F401 - imported once here: FastAPI breaks when pytester re-imports it
+import httpx
 import pytest
 
 from .docblocks import ROOT, Block, blocks, pages, python_blocks
@@ -259,3 +263,189 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
     assert (site / "index.html").exists()
     assert (site / "api" / "index.html").exists()
     shutil.rmtree(site)
+
+
+# -- shell commands: they run as pasted, one after another ---------------------------------------
+
+SHELL_LANGUAGES = frozenset({"sh", "bash", "shell", "console"})
+SHELL_PAGES = ("README.md", "docs/quickstart.md")
+"""Pages whose shell sessions are checked whole: the fake issuer, the token, the service."""
+_SUBSTITUTION = re.compile(r"^(?P<name>[A-Za-z_]\w*)=\$\((?P<command>.*)\)$")
+_ASSIGNMENT = re.compile(r"^[A-Za-z_]\w*=")
+_BLOCKING = (("resource-guard", "issuer", "serve"), ("uvicorn",))
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One shell command of a page: ``argv`` after ``VAR=value`` prefixes, which go to
+    ``env``; ``captured`` names the variable of ``VAR=$(command)``."""
+
+    block: Block
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    captured: str | None
+    prose: str  # the text between the previous block and this one
+
+    @property
+    def program(self) -> str:
+        return Path(self.argv[0]).name
+
+    @property
+    def blocking(self) -> bool:
+        words = (self.program, *self.argv[1:])
+        return any(words[: len(prefix)] == prefix for prefix in _BLOCKING)
+
+
+def _prose_before(block: Block) -> str:
+    lines = block.path.read_text(encoding="utf-8").splitlines()[: block.line - 1]
+    prose: list[str] = []
+    for line in reversed(lines):
+        if line.lstrip().startswith(("```", "~~~")):
+            break
+        prose.insert(0, line)
+    return " ".join(" ".join(prose).split())
+
+
+def shell_commands(page: str) -> list[Command]:
+    found = []
+    for block in blocks(ROOT / page):
+        if block.language not in SHELL_LANGUAGES:
+            continue
+        for line in block.code.replace("\\\n", " ").splitlines():
+            line = line.strip()
+            if line.startswith("$ "):
+                line = line[2:]
+            captured = None
+            if match := _SUBSTITUTION.match(line.split(" #")[0].strip()):
+                captured, line = match["name"], match["command"]
+            words = shlex.split(line, comments=True)
+            if not words or words[0] == "export":
+                continue
+            env = {}
+            while words and _ASSIGNMENT.match(words[0]):
+                name, _, value = words.pop(0).partition("=")
+                env[name] = value
+            if words:
+                found.append(Command(block, tuple(words), env, captured, _prose_before(block)))
+    return found
+
+
+def _audiences(args: argparse.Namespace) -> tuple[str, ...]:
+    from resource_guard.testing import DEFAULT_AUDIENCE
+
+    return tuple(args.audience or (DEFAULT_AUDIENCE,))
+
+
+def _cli(commands: list[Command], *words: str) -> list[argparse.Namespace]:
+    from resource_guard.cli import build_parser
+
+    return [
+        build_parser().parse_args(command.argv[1:])
+        for command in commands
+        if command.program == "resource-guard" and command.argv[1 : 1 + len(words)] == words
+    ]
+
+
+@pytest.fixture
+def private_key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The CLI's default key file, moved out of the user's ~/.config."""
+    path = tmp_path / "fake-issuer-keys.json"
+    monkeypatch.setenv("RESOURCE_GUARD_KEY_FILE", str(path))
+    return path
+
+
+@pytest.mark.parametrize("page", SHELL_PAGES)
+def test_commands_that_block_are_alone_and_say_so(page: str) -> None:
+    """A command that runs until Ctrl-C is alone in its block (pasting the block does not
+    swallow the next commands), and the text before it says to use another terminal."""
+    commands = shell_commands(page)
+    blocking = [command for command in commands if command.blocking]
+    assert blocking, f"{page} starts no server"
+    for command in blocking:
+        others = [c for c in commands if c.block == command.block and c is not command]
+        assert not others, f"{command.block.where}: {command.argv[:3]} blocks; put it alone"
+        assert "terminal" in command.prose, f"{command.block.where}: say which terminal"
+        assert "Ctrl-C" in command.prose, f"{command.block.where}: say it runs until Ctrl-C"
+
+
+@pytest.mark.parametrize("page", SHELL_PAGES)
+def test_the_token_comes_from_the_fake_issuer_before_it_is_used(page: str) -> None:
+    commands = shell_commands(page)
+    minted = [i for i, c in enumerate(commands) if c.captured == "TOKEN"]
+    used = [i for i, c in enumerate(commands) if any("$TOKEN" in word for word in c.argv)]
+    assert minted, f"{page} never sets TOKEN"
+    assert commands[minted[0]].argv[1:3] == ("token", "mint"), "TOKEN=$(resource-guard token mint)"
+    assert used, f"{page} never uses $TOKEN"
+    assert minted[0] < used[0], f"{page} uses $TOKEN before it says where it comes from"
+
+
+@pytest.mark.parametrize("page", SHELL_PAGES)
+async def test_one_issuer_and_one_audience_throughout(
+    page: str, private_key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The served issuer, the minted token and the side that checks it (`verify` or the
+    service's RESOURCE_GUARD_* variables) agree; the minted token passes that check against
+    the served issuer's keys (in-process: no server is started)."""
+    from resource_guard import TokenVerifier
+    from resource_guard.cli import main
+    from resource_guard.cli._serve import build_issuer
+
+    commands = shell_commands(page)
+    [serve] = _cli(commands, "issuer", "serve")
+    [mint] = _cli(commands, "token", "mint")
+    checks = [(args.issuer, _audiences(args)) for args in _cli(commands, "verify")]
+    checks += [
+        (c.env["RESOURCE_GUARD_ISSUER"], (c.env["RESOURCE_GUARD_AUDIENCE"],))
+        for c in commands
+        if "RESOURCE_GUARD_ISSUER" in c.env
+    ]
+    assert checks, f"{page}: nothing checks the minted token"
+    served_url = f"http://127.0.0.1:{serve.port}{serve.path.rstrip('/')}"
+    for issuer, audience in checks:
+        assert issuer == mint.issuer == served_url
+        assert audience == _audiences(mint) == _audiences(serve)
+
+    [mint_command] = [c for c in commands if c.captured == "TOKEN"]
+    assert main(list(mint_command.argv[1:])) == 0
+    token = capsys.readouterr().out.strip()
+    fake, _, _ = build_issuer(serve)
+    assert Path(serve.key_file) == private_key_file
+    for issuer, audience in checks:
+        verifier = TokenVerifier(
+            issuer=issuer,
+            audience=audience,
+            jwks_uri=fake.jwks_uri,
+            http_client=fake.async_client(),
+        )
+        try:
+            access = await verifier.verify(token)
+        finally:
+            await verifier.aclose()
+        assert access.scopes == frozenset(mint.scope)
+
+
+OWN_PAGES = ("README.md", "docs/quickstart.md", "docs/index.md")
+_INDEX_INSTALL = re.compile(r"pip install\s+['\"]?resource-guard\b")
+
+
+@pytest.mark.parametrize("page", OWN_PAGES)
+def test_install_instructions_need_no_package_index(page: str) -> None:
+    """Until a release exists, installing means a checkout or a wheel built by make dist."""
+    text = (ROOT / page).read_text(encoding="utf-8")
+    assert not _INDEX_INSTALL.search(text), f"{page}: resource-guard is not on an index yet"
+    if "pip install" in text:
+        assert "/path/to/resource-guard" in text or ".whl" in text
+
+
+async def test_the_readme_fastapi_example_serves_its_public_path() -> None:
+    """The README's FastAPI snippet makes /health public: the route exists and answers
+    without a token (no lifespan: a public path needs no keys)."""
+    [block] = [b for b in BLOCKS if b.path.name == "README.md" and "FastAPI()" in b.code]
+    namespace: dict[str, Any] = {"__name__": "readme_fastapi"}
+    exec(_compile(block), namespace)
+    transport = httpx.ASGITransport(app=namespace["app"])
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+        health = await client.get("/health")
+        orders = await client.get("/orders")
+    assert health.status_code == 200, health.text
+    assert orders.status_code == 401
