@@ -84,10 +84,12 @@ def check_url(url: str, what: str, *, allow_insecure_http: bool) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Document:
-    """A fetched JSON object and the response's Cache-Control max-age, if any."""
+    """A fetched JSON object, the response's Cache-Control max-age and its ``Date``
+    header (as sent, for clock-skew diagnosis), if any."""
 
     body: dict[str, Any]
     max_age: float | None
+    date: str | None = None
 
 
 def parse_max_age(cache_control: str | None) -> float | None:
@@ -293,4 +295,5 @@ async def fetch_json(
         raise FetchError("the body is not JSON") from None
     if not isinstance(body, dict):
         raise FetchError("the body is not a JSON object")
-    return Document(body, parse_max_age(reply.headers.get("Cache-Control")))
+    headers = reply.headers
+    return Document(body, parse_max_age(headers.get("Cache-Control")), headers.get("Date"))

@@ -6,10 +6,11 @@
     resource-guard token mint [--subject S] [--scope S] [--audience A] [--expires-in 15m]
     resource-guard token inspect TOKEN|-
     resource-guard verify TOKEN|- --issuer URL --audience A
+    resource-guard check --issuer URL --audience A [--token TOKEN|-] [--env] [--json]
 
 Each command owns its options and its handler in one module (``_serve``, ``_token``,
-``_verify``; ``_keys`` is the key file they share, ``_common`` what all share); this module
-assembles them. Option names are the keywords of ``FakeIssuer`` and ``TokenVerifier``;
+``_verify``, ``_check``; ``_keys`` is the key file they share, ``_common`` what all share);
+this module assembles them. Option names are the keywords of ``FakeIssuer`` and ``TokenVerifier``;
 list-valued options are repeatable and split on commas and spaces (docs/cli.md).
 
 Exit status: 0 success, 1 invalid token, 2 usage or configuration error, 3 keys could not
@@ -26,6 +27,7 @@ from typing import NoReturn, TextIO
 
 from resource_guard import __version__
 
+from ._check import add_check_command
 from ._common import EXIT_USAGE, CLIError, deprecation_notes, formatter
 from ._serve import add_issuer_command
 from ._token import add_token_command
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_issuer_command(commands)
     add_token_command(commands)
     add_verify_command(commands)
+    add_check_command(commands)
     return parser
 
 
