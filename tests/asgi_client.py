@@ -1,7 +1,9 @@
 """A tiny raw ASGI client for tests: exact bytes in, every message out, bounded in time.
 
 HTTP requests, WebSocket handshakes (with or without the denial-response extension) and
-the lifespan protocol, without a server or Starlette's TestClient.
+the lifespan protocol, without a server or Starlette's TestClient; ``scope`` builds the
+scope for tests that script receive and send themselves. Every test that calls an ASGI app
+by hand goes through here.
 """
 
 from __future__ import annotations
@@ -36,15 +38,19 @@ class Result:
         return json.loads(self.body)
 
 
-def _scope(
-    kind: str,
-    path: str,
-    headers: Sequence[tuple[bytes, bytes]],
-    query: bytes,
-    root_path: str,
-    state: dict[str, Any] | None,
+def scope(
+    kind: str = "http",
+    *,
+    path: str = "/orders",
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    query: bytes = b"",
+    method: str = "GET",
+    root_path: str = "",
+    state: dict[str, Any] | None = None,
 ) -> Scope:
-    scope: Scope = {
+    """A complete ``http`` or ``websocket`` scope, the path exactly as given (no client
+    normalises ``..`` or ``//`` away); for tests that drive receive and send themselves."""
+    built: Scope = {
         "type": kind,
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
@@ -57,9 +63,11 @@ def _scope(
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 80),
     }
+    if kind == "http":
+        built["method"] = method
     if state is not None:
-        scope["state"] = dict(state)
-    return scope
+        built["state"] = dict(state)
+    return built
 
 
 async def call(
@@ -71,22 +79,31 @@ async def call(
     method: str = "GET",
     root_path: str = "",
     state: dict[str, Any] | None = None,
+    body: bytes = b"",
+    timeout: float = TIMEOUT,
 ) -> Result:
-    """One HTTP request without a body."""
-    scope = _scope("http", path, headers, query, root_path, state)
-    scope["method"] = method
+    """One HTTP request, its ``body`` in a single message."""
+    request = scope(
+        "http",
+        path=path,
+        headers=headers,
+        query=query,
+        method=method,
+        root_path=root_path,
+        state=state,
+    )
     sent: list[Message] = []
     inbox: asyncio.Queue[Message] = asyncio.Queue()
-    inbox.put_nowait({"type": "http.request", "body": b"", "more_body": False})
+    inbox.put_nowait({"type": "http.request", "body": body, "more_body": False})
 
     async def send(message: Message) -> None:
         sent.append(message)
 
-    await asyncio.wait_for(app(scope, inbox.get, send), timeout=TIMEOUT)
+    await asyncio.wait_for(app(request, inbox.get, send), timeout=timeout)
     assert sent, "the app sent nothing"
     assert sent[0]["type"] == "http.response.start"
-    body = b"".join(message.get("body", b"") for message in sent[1:])
-    return Result(sent[0]["status"], list(sent[0]["headers"]), body)
+    content = b"".join(message.get("body", b"") for message in sent[1:])
+    return Result(sent[0]["status"], list(sent[0].get("headers", [])), content)
 
 
 @dataclass
@@ -134,9 +151,9 @@ async def websocket(
     denial_extension: bool = True,
 ) -> Session:
     """A WebSocket handshake; the client disconnects once the app waits for more."""
-    scope = _scope("websocket", path, headers, b"", "", None)
-    scope["subprotocols"] = []
-    scope["extensions"] = {"websocket.http.response": {}} if denial_extension else {}
+    handshake = scope("websocket", path=path, headers=headers)
+    handshake["subprotocols"] = []
+    handshake["extensions"] = {"websocket.http.response": {}} if denial_extension else {}
     inbox: asyncio.Queue[Message] = asyncio.Queue()
     inbox.put_nowait({"type": "websocket.connect"})
     inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
@@ -145,7 +162,7 @@ async def websocket(
     async def send(message: Message) -> None:
         session.messages.append(message)
 
-    await asyncio.wait_for(app(scope, inbox.get, send), timeout=TIMEOUT)
+    await asyncio.wait_for(app(handshake, inbox.get, send), timeout=TIMEOUT)
     return session
 
 
@@ -158,10 +175,10 @@ async def lifespan(app: ASGIApp) -> AsyncIterator[dict[str, Any]]:
     state: dict[str, Any] = {}
     inbox: asyncio.Queue[Message] = asyncio.Queue()
     outbox: asyncio.Queue[Message] = asyncio.Queue()
-    scope: Scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": state}
+    started: Scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": state}
 
     async def run() -> None:
-        await app(scope, inbox.get, outbox.put)
+        await app(started, inbox.get, outbox.put)
 
     task = asyncio.create_task(run())
     await inbox.put({"type": "lifespan.startup"})

@@ -1,16 +1,16 @@
-"""Fixtures shared by the test modules (each module may still define its own)."""
+"""Fixtures shared by the test modules: the one ``fake`` issuer, its verifier, a clock."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from resource_guard import TokenVerifier
 from resource_guard.testing import FakeClock, FakeIssuer
 from tests.client_support import TokenServer
-from tests.helpers import START
-
-ORDERS_AUDIENCE = "api://orders"
-"""The audience of the orders API the middleware, FastAPI and example tests protect."""
+from tests.helpers import ORDERS_AUDIENCE, START
 
 
 @pytest.fixture
@@ -31,13 +31,33 @@ def mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture(scope="module")
-def fake() -> FakeIssuer:
-    """An ES256 fake issuer for the orders API (modules may define their own ``fake``)."""
-    return FakeIssuer(audience=ORDERS_AUDIENCE, algorithm="ES256")
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "fake_issuer(**options): build the `fake` fixture as FakeIssuer(**options) instead of"
+        " the ES256 orders issuer; clock=True runs it on the test's `clock` fixture",
+    )
 
 
 @pytest.fixture
-def verifier(fake: FakeIssuer) -> TokenVerifier:
-    """A verifier of ``fake`` for the orders API, fetching keys in-process."""
-    return TokenVerifier(fake.issuer, ORDERS_AUDIENCE, http_client=fake.async_client())
+def fake(request: pytest.FixtureRequest) -> FakeIssuer:
+    """The suite's one fake issuer: ES256 for the orders API, fresh for each test.
+
+    A module needing another one says so with ``pytestmark = pytest.mark.fake_issuer(...)``
+    (the options of ``FakeIssuer``; ``clock=True`` means the test's ``clock`` fixture).
+    """
+    marker = request.node.get_closest_marker("fake_issuer")
+    if marker is None:
+        return FakeIssuer(audience=ORDERS_AUDIENCE, algorithm="ES256")
+    options: dict[str, Any] = dict(marker.kwargs)
+    if options.get("clock") is True:
+        options["clock"] = request.getfixturevalue("clock")
+    return FakeIssuer(**options)
+
+
+@pytest.fixture
+def verifier(fake: FakeIssuer) -> Iterator[TokenVerifier]:
+    """A verifier of ``fake`` for the orders API, fetching keys in-process; the faults a
+    test scripts on the (module-scoped) ``fake`` are cleared after it."""
+    yield TokenVerifier(fake.issuer, ORDERS_AUDIENCE, http_client=fake.async_client())
+    fake.clear_faults()

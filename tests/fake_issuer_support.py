@@ -1,9 +1,9 @@
-"""What the tests/test_fake_issuer*.py files share: the ``fake`` and ``call`` fixtures, a
-PyJWT cross-check and the client-credentials form.
+"""What the tests/test_fake_issuer*.py files share: the ``call`` fixture, the issuer they
+test (``FAKE_ISSUER``), a PyJWT cross-check and the client-credentials form.
 
-Test modules import the fixtures with a redundant alias (``fake as fake``), which marks
-them as used on purpose; the module-level import also makes them win over the
-module-scoped ``fake`` of tests/conftest.py.
+Test modules set ``pytestmark = FAKE_ISSUER`` so the suite's ``fake`` fixture is a default
+ES256 FakeIssuer, and import ``call`` with a redundant alias (``call as call``), which marks
+it as used on purpose.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 
 from resource_guard.testing import FakeIssuer
 
-__all__ = ["GOOD", "MODES", "TLS", "Call", "call", "fake", "verify"]
+__all__ = ["FAKE_ISSUER", "GOOD", "MODES", "TLS", "Call", "call", "verify"]
 
 Call = Callable[..., httpx.Response]
 """Type of the ``call`` fixture: ``call(method, url, raw=False, **httpx_options)``."""
@@ -33,9 +33,8 @@ GOOD = {"grant_type": "client_credentials"}
 """The form of a well-formed client-credentials token request."""
 
 
-@pytest.fixture
-def fake() -> FakeIssuer:
-    return FakeIssuer(algorithm="ES256")
+FAKE_ISSUER = pytest.mark.fake_issuer(algorithm="ES256")
+"""The issuer under test: FakeIssuer's defaults, with ES256 keys (quick to generate)."""
 
 
 def _raw(reply: httpx.Response, wire: bytes) -> httpx.Response:

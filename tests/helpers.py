@@ -22,5 +22,14 @@ def compact(header: Any, payload: Any, signature: bytes = b"\x01" * 8) -> str:
     return f"{segment(header)}.{segment(payload)}.{b64url(signature)}"
 
 
+ORDERS_AUDIENCE = "api://orders"
+"""The audience of the orders API the middleware, FastAPI and example tests protect."""
+
+
 START = 1_800_000_000.0
 """Where the tests' fake clocks start: a fixed instant, so no test depends on today."""
+
+
+def bearer(token: str) -> list[tuple[bytes, bytes]]:
+    """An ``Authorization: Bearer <token>`` header as raw ASGI pairs (httpx accepts them too)."""
+    return [(b"authorization", f"Bearer {token}".encode())]

@@ -31,11 +31,13 @@ CLIENT_ID = "billing:worker"
 SECRET = "p@ss:wörd+/ &="
 
 
-@pytest.fixture
-def fake() -> FakeIssuer:
-    issuer = FakeIssuer(audience=AUDIENCE)
-    issuer.register_client(CLIENT_ID, SECRET, scopes=("orders:read", "orders:write"))
-    return issuer
+pytestmark = pytest.mark.fake_issuer(audience=AUDIENCE)
+
+
+@pytest.fixture(autouse=True)
+def registered_client(fake: FakeIssuer) -> None:
+    """Every test's ``fake`` knows the billing worker (CLIENT_ID, SECRET)."""
+    fake.register_client(CLIENT_ID, SECRET, scopes=("orders:read", "orders:write"))
 
 
 def claims(token: str) -> dict[str, object]:
@@ -341,12 +343,3 @@ def test_the_disk_cache_survives_a_process_restart(served: FakeIssuer, tmp_path:
     assert stat.S_IMODE(cache_dir.stat().st_mode) == 0o700
     assert stat.S_IMODE(cache_file.stat().st_mode) == 0o600
     assert CLIENT_ID not in cache_file.name
-
-
-def test_the_runnable_example_in_the_docs_runs() -> None:
-    """docs/client-credentials.md's FakeIssuer example is executed, so it cannot rot."""
-    page = Path(__file__).parent.parent / "docs" / "client-credentials.md"
-    blocks = page.read_text().split("```python\n")[1:]
-    (example,) = [block.split("```")[0] for block in blocks if "FakeIssuer(" in block]
-
-    exec(compile(example, str(page), "exec"), {})

@@ -13,6 +13,7 @@ from websockets.exceptions import InvalidStatus
 
 from resource_guard import TokenVerifier
 from resource_guard.testing import FakeIssuer, generate_key
+from tests.helpers import bearer
 from tests.loopback import LoopbackServer, load_example
 
 pytestmark = pytest.mark.slow
@@ -44,7 +45,7 @@ def starlette_url(issuer: FakeIssuer) -> Iterator[str]:
 
 
 def get(url: str, token: str | None = None, **options: Any) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = bearer(token) if token else []
     return httpx.get(url, headers=headers, timeout=5, **options)
 
 

@@ -1,12 +1,11 @@
-"""FakeIssuer: construction, the public names of resource_guard.testing and the examples
-of docs/testing.md.
+"""FakeIssuer: construction and the public names of resource_guard.testing (the examples of
+docs/testing.md run once, in tests/test_docs.py).
 
 The other tests/test_fake_issuer_*.py files test one part each: metadata, keys, tokens, the
 token endpoint, faults, serving."""
 
 from __future__ import annotations
 
-import re
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,9 @@ from typing import Any
 import pytest
 
 from resource_guard.testing import FakeIssuer, generate_key, read_unverified
-from tests.fake_issuer_support import fake as fake  # a fixture
+from tests.fake_issuer_support import FAKE_ISSUER
+
+pytestmark = FAKE_ISSUER
 
 # Construction ---------------------------------------------------------------------------
 
@@ -80,6 +81,7 @@ def rule_case(
 
 ARGUMENT_RULE = [
     rule_case("issuer-empty", "FakeIssuer", "", error=ValueError, names="issuer"),
+    rule_case("issuer-int", "FakeIssuer", 5, error=TypeError, names="issuer"),
     rule_case("audience-empty", "FakeIssuer", audience="", error=ValueError, names="audience"),
     rule_case(
         "audience-list-with-empty",
@@ -255,16 +257,7 @@ def test_fault_endpoint_and_path_together_are_a_type_error(fake: FakeIssuer, end
         fake.fault("status", endpoint=endpoint, path="token")
 
 
-# Documentation ------------------------------------------------------------------------------
-
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "testing.md"
-DOC_BLOCKS = re.findall(r"^```python\n(.*?)^```", DOCS.read_text(encoding="utf-8"), re.M | re.S)
-
-
-@pytest.mark.parametrize("source", DOC_BLOCKS, ids=[f"block-{i}" for i in range(len(DOC_BLOCKS))])
-def test_docs_examples_run(source: str) -> None:
-    """Every Python block of docs/testing.md runs as written."""
-    exec(compile(source, str(DOCS), "exec"), {"__name__": "docs_example"})
+# Exports ------------------------------------------------------------------------------------
 
 
 def test_public_names_are_exported_once_and_importable() -> None:

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from resource_guard.testing import ENDPOINTS, FAULT_KINDS, FakeIssuer
-from tests.fake_issuer_support import GOOD, Call
+from tests.fake_issuer_support import FAKE_ISSUER, GOOD, Call
 from tests.fake_issuer_support import call as call  # a fixture
-from tests.fake_issuer_support import fake as fake  # a fixture
+
+pytestmark = FAKE_ISSUER
 
 # Faults -----------------------------------------------------------------------------------
 

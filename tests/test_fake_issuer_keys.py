@@ -11,8 +11,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from resource_guard.testing import SUPPORTED_ALGORITHMS, FakeIssuer, SigningKey, generate_key
-from tests.fake_issuer_support import fake as fake  # a fixture
-from tests.fake_issuer_support import verify
+from tests.fake_issuer_support import FAKE_ISSUER, verify
+
+pytestmark = FAKE_ISSUER
 
 # Keys -------------------------------------------------------------------------------------
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from resource_guard.testing import SUPPORTED_ALGORITHMS, FakeIssuer
-from tests.fake_issuer_support import GOOD, Call
+from tests.fake_issuer_support import FAKE_ISSUER, GOOD, Call
 from tests.fake_issuer_support import call as call  # a fixture
-from tests.fake_issuer_support import fake as fake  # a fixture
+
+pytestmark = FAKE_ISSUER
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 

@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from resource_guard.testing import FakeIssuer
-from tests.fake_issuer_support import GOOD, TLS, verify
-from tests.fake_issuer_support import fake as fake  # a fixture
+from tests.fake_issuer_support import FAKE_ISSUER, GOOD, TLS, verify
+
+pytestmark = FAKE_ISSUER
 
 # Serving ----------------------------------------------------------------------------------
 

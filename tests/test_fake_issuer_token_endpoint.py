@@ -10,9 +10,10 @@ import jwt
 import pytest
 
 from resource_guard.testing import FakeIssuer
-from tests.fake_issuer_support import GOOD, Call, verify
+from tests.fake_issuer_support import FAKE_ISSUER, GOOD, Call, verify
 from tests.fake_issuer_support import call as call  # a fixture
-from tests.fake_issuer_support import fake as fake  # a fixture
+
+pytestmark = FAKE_ISSUER
 
 
 def basic(client_id: str, secret: str) -> str:

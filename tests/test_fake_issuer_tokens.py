@@ -9,8 +9,9 @@ import jwt
 import pytest
 
 from resource_guard.testing import CURRENT, FakeClock, FakeIssuer, read_unverified
-from tests.fake_issuer_support import fake as fake  # a fixture
-from tests.fake_issuer_support import verify
+from tests.fake_issuer_support import FAKE_ISSUER, verify
+
+pytestmark = FAKE_ISSUER
 
 
 def header_of(token: str) -> Any:
@@ -136,6 +137,7 @@ def test_short_hmac_secret_signs_without_warning(fake: FakeIssuer) -> None:
         ({"scopes": 5}, TypeError),
         ({"audience": ""}, ValueError),
         ({"issued_at": float("nan")}, ValueError),
+        ({"issued_at": "now"}, TypeError),
     ],
     ids=[
         "secret-without-alg",
@@ -146,6 +148,7 @@ def test_short_hmac_secret_signs_without_warning(fake: FakeIssuer) -> None:
         "scopes-int",
         "empty-audience",
         "nan-time",
+        "text-time",
     ],
 )
 def test_bad_mint_options_are_refused(

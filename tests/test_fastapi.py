@@ -23,6 +23,7 @@ from resource_guard.fastapi import (
 )
 from resource_guard.middleware import BearerAuthMiddleware
 from resource_guard.testing import FakeIssuer
+from tests.helpers import bearer
 
 from .asgi_client import lifespan, websocket
 
@@ -91,8 +92,9 @@ def client(app: FastAPI) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test")
 
 
-def auth(fake: FakeIssuer, *scopes: str, subject: str = "erin") -> dict[str, str]:
-    return {"Authorization": f"Bearer {fake.mint(subject, scopes=scopes)}"}
+def erin(fake: FakeIssuer, *scopes: str) -> str:
+    """A token of the user erin with ``scopes``."""
+    return fake.mint("erin", scopes=scopes)
 
 
 # -- dependencies ---------------------------------------------------------------------------
@@ -126,7 +128,7 @@ async def test_granted_requests_reach_the_route(
     body: dict[str, Any],
 ) -> None:
     async with client(app) as http:
-        response = await http.request(method, path, headers=auth(fake, *scopes))
+        response = await http.request(method, path, headers=bearer(erin(fake, *scopes)))
     assert response.status_code == 200
     assert response.json() == body
 
@@ -169,7 +171,7 @@ async def test_missing_scope_is_the_rfc6750_403(
     description: str,
 ) -> None:
     async with client(app) as http:
-        response = await http.request(method, path, headers=auth(fake, *scopes))
+        response = await http.request(method, path, headers=bearer(erin(fake, *scopes)))
     assert response.status_code == 403
     assert response.headers["www-authenticate"] == (
         f'Bearer realm="api", error="insufficient_scope", '
@@ -181,9 +183,7 @@ async def test_missing_scope_is_the_rfc6750_403(
 async def test_middleware_refusals_come_first(app: FastAPI, fake: FakeIssuer) -> None:
     async with client(app) as http:
         missing = await http.get("/orders")
-        expired = await http.get(
-            "/orders", headers={"Authorization": f"Bearer {fake.mint_expired()}"}
-        )
+        expired = await http.get("/orders", headers=bearer(fake.mint_expired()))
     assert missing.status_code == 401
     assert missing.headers["www-authenticate"] == 'Bearer realm="api"'
     assert expired.status_code == 401
@@ -218,7 +218,7 @@ async def test_a_mounted_sub_app_still_gets_the_rfc6750_403(
 ) -> None:
     """With the middleware on the parent, FastAPI's own handler answers for the sub-app."""
     async with client(guarded_parent(verifier)) as http:
-        response = await http.get("/v1/orders", headers=auth(fake, "reports:read"))
+        response = await http.get("/v1/orders", headers=bearer(erin(fake, "reports:read")))
     assert response.status_code == 403
     assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
     assert response.json()["detail"]["error"] == "insufficient_scope"
@@ -235,7 +235,7 @@ async def test_optional_token_is_none_for_anonymous_requests(verifier: TokenVeri
 async def test_missing_middleware_fails_loudly(fake: FakeIssuer, path: str) -> None:
     async with client(build_app(None)) as http:
         with pytest.raises(RuntimeError, match=r"add app\.add_middleware\(BearerAuthMiddleware"):
-            await http.get(path, headers=auth(fake, "orders:read"))
+            await http.get(path, headers=bearer(erin(fake, "orders:read")))
 
 
 @pytest.mark.parametrize(
@@ -254,13 +254,13 @@ def test_bad_arguments_are_refused(
 
 
 async def test_websocket_route_with_scope(app: FastAPI, fake: FakeIssuer) -> None:
-    headers = [(b"authorization", auth(fake, "orders:read")["Authorization"].encode())]
+    headers = bearer(erin(fake, "orders:read"))
     session = await websocket(app, path="/feed", headers=headers)
     assert session.texts() == [{"subject": "erin"}]
 
 
 async def test_websocket_without_scope_gets_a_403_denial(app: FastAPI, fake: FakeIssuer) -> None:
-    headers = [(b"authorization", auth(fake)["Authorization"].encode())]
+    headers = bearer(erin(fake))
     session = await websocket(app, path="/feed", headers=headers)
     denial = session.denial
     assert denial is not None
@@ -274,7 +274,7 @@ async def test_websocket_without_scope_gets_a_403_denial(app: FastAPI, fake: Fak
 async def test_websocket_without_scope_closes_1008_without_denial_extension(
     app: FastAPI, fake: FakeIssuer
 ) -> None:
-    headers = [(b"authorization", auth(fake)["Authorization"].encode())]
+    headers = bearer(erin(fake))
     session = await websocket(app, path="/feed", headers=headers, denial_extension=False)
     assert not session.accepted
     assert session.close_code == 1008
@@ -283,7 +283,7 @@ async def test_websocket_without_scope_closes_1008_without_denial_extension(
 async def test_a_mounted_sub_app_closes_a_websocket_1008_without_denial_extension(
     verifier: TokenVerifier, fake: FakeIssuer
 ) -> None:
-    headers = [(b"authorization", auth(fake)["Authorization"].encode())]
+    headers = bearer(erin(fake))
     session = await websocket(
         guarded_parent(verifier), path="/v1/feed", headers=headers, denial_extension=False
     )

@@ -737,3 +737,10 @@ def test_a_discovered_endpoint_is_checked_like_a_configured_one(value: object, r
     metadata = Metadata(OIDC, {"issuer": ISSUER, "token_endpoint": value})
     with pytest.raises(DiscoveryError, match=reason):
         metadata.endpoint("token_endpoint", allow_insecure_http=False)
+
+
+async def test_keeps_the_date_header_for_clock_skew_diagnosis() -> None:
+    date = "Sun, 06 Nov 1994 08:49:37 GMT"
+    document = await fetch(httpx.Response(200, content=JWKS, headers={"Date": date}))
+    assert (document.body, document.date) == ({"keys": []}, date)
+    assert (await fetch(httpx.Response(200, content=JWKS))).date is None

@@ -35,6 +35,9 @@ from resource_guard.testing import FakeClock, FakeIssuer, SigningKey
 from tests.helpers import b64url
 from tests.test_keyset import short_coordinate_key
 
+pytestmark = pytest.mark.fake_issuer(clock=True, algorithm="ES256", jwks_max_age=None)
+"""``fake`` runs on the test's ``clock`` and publishes keys without a max-age."""
+
 AUDIENCE = "api://default"
 TTL = 600.0  # the default refresh_interval: the keys' age when the JWKS sets no max-age
 DUE = 0.8 * TTL  # keys are refreshed when they reach 80 % of their age
@@ -75,11 +78,6 @@ class Gate(httpx.AsyncBaseTransport):
             finally:
                 self.held -= 1
         return await self._inner.handle_async_request(request)
-
-
-@pytest.fixture
-def fake(clock: FakeClock) -> FakeIssuer:
-    return FakeIssuer(clock=clock, algorithm="ES256", jwks_max_age=None)
 
 
 @pytest.fixture

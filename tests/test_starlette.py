@@ -17,8 +17,9 @@ from resource_guard import TokenVerifier
 from resource_guard.middleware import BearerAuthMiddleware, get_access_token
 from resource_guard.starlette import require_scopes
 from resource_guard.testing import FakeIssuer
+from tests.helpers import bearer
 
-from .asgi_client import Result, call, websocket
+from .asgi_client import Result, call, scope, websocket
 
 
 @require_scopes("orders:read")
@@ -90,8 +91,9 @@ def app(verifier: TokenVerifier) -> Starlette:
     return build(verifier, realm="orders")
 
 
-def bearer(fake: FakeIssuer, *scopes: str) -> list[tuple[bytes, bytes]]:
-    return [(b"authorization", f"Bearer {fake.mint('dana', scopes=scopes)}".encode())]
+def dana(fake: FakeIssuer, *scopes: str) -> str:
+    """A token of the user dana with ``scopes``."""
+    return fake.mint("dana", scopes=scopes)
 
 
 def assert_insufficient_scope(result: Result, scope: str, description: str) -> None:
@@ -124,52 +126,56 @@ LACKS = "the token lacks a required scope"
 async def test_granted_scopes_reach_the_endpoint(
     app: Starlette, fake: FakeIssuer, path: str, scopes: tuple[str, ...], body: bytes
 ) -> None:
-    result = await call(app, path=path, headers=bearer(fake, *scopes))
+    result = await call(app, path=path, headers=bearer(dana(fake, *scopes)))
     assert result.status == 200
     assert result.body == body
 
 
 async def test_endpoint_sees_the_token(app: Starlette, fake: FakeIssuer) -> None:
-    result = await call(app, path="/orders", headers=bearer(fake, "orders:read"))
+    result = await call(app, path="/orders", headers=bearer(dana(fake, "orders:read")))
     assert result.json() == {"orders": [], "caller": "dana"}
 
 
 async def test_missing_scope_is_403_listing_every_required_scope(
     app: Starlette, fake: FakeIssuer
 ) -> None:
-    result = await call(app, path="/orders/edit", headers=bearer(fake, "orders:read"))
+    result = await call(app, path="/orders/edit", headers=bearer(dana(fake, "orders:read")))
     assert_insufficient_scope(result, "orders:read orders:write", LACKS)
 
 
 async def test_any_of_refusal_lists_the_alternatives(app: Starlette, fake: FakeIssuer) -> None:
-    result = await call(app, path="/either", headers=bearer(fake, "orders:read"))
+    result = await call(app, path="/either", headers=bearer(dana(fake, "orders:read")))
     assert_insufficient_scope(
         result, "orders:admin orders:write", "the token grants none of the accepted scopes"
     )
 
 
 async def test_sync_function_refusal(app: Starlette, fake: FakeIssuer) -> None:
-    result = await call(app, path="/sync", headers=bearer(fake))
+    result = await call(app, path="/sync", headers=bearer(dana(fake)))
     assert_insufficient_scope(result, "orders:read", LACKS)
 
 
 async def test_endpoint_method_refusal(app: Starlette, fake: FakeIssuer) -> None:
-    result = await call(app, path="/endpoint", method="POST", headers=bearer(fake, "orders:read"))
+    result = await call(
+        app, path="/endpoint", method="POST", headers=bearer(dana(fake, "orders:read"))
+    )
     assert_insufficient_scope(result, "orders:write", LACKS)
 
 
 async def test_sync_endpoint_method_allowed(app: Starlette, fake: FakeIssuer) -> None:
-    result = await call(app, path="/endpoint", method="POST", headers=bearer(fake, "orders:write"))
+    result = await call(
+        app, path="/endpoint", method="POST", headers=bearer(dana(fake, "orders:write"))
+    )
     assert result.body == b"endpoint-post"
 
 
 async def test_websocket_with_scope_is_accepted(app: Starlette, fake: FakeIssuer) -> None:
-    session = await websocket(app, path="/feed", headers=bearer(fake, "orders:read"))
+    session = await websocket(app, path="/feed", headers=bearer(dana(fake, "orders:read")))
     assert session.texts() == [{"feed": "open"}]
 
 
 async def test_websocket_without_scope_gets_a_403_denial(app: Starlette, fake: FakeIssuer) -> None:
-    session = await websocket(app, path="/feed", headers=bearer(fake))
+    session = await websocket(app, path="/feed", headers=bearer(dana(fake)))
     assert not session.accepted
     denial = session.denial
     assert denial is not None
@@ -179,7 +185,7 @@ async def test_websocket_without_scope_gets_a_403_denial(app: Starlette, fake: F
 async def test_websocket_without_scope_is_closed_1008_without_denial_extension(
     app: Starlette, fake: FakeIssuer
 ) -> None:
-    session = await websocket(app, path="/feed", headers=bearer(fake), denial_extension=False)
+    session = await websocket(app, path="/feed", headers=bearer(dana(fake)), denial_extension=False)
     assert session.types == ["websocket.close"]
     assert session.close_code == 1008
 
@@ -199,19 +205,19 @@ async def test_scoped_route_on_a_public_path_still_needs_a_token(app: Starlette)
 async def test_missing_middleware_fails_loudly(fake: FakeIssuer) -> None:
     app = Starlette(routes=ROUTES)
     with pytest.raises(RuntimeError, match=r"add app\.add_middleware\(BearerAuthMiddleware"):
-        await call(app, path="/orders", headers=bearer(fake, "orders:read"))
+        await call(app, path="/orders", headers=bearer(dana(fake, "orders:read")))
 
 
 async def test_missing_middleware_fails_loudly_on_websockets(fake: FakeIssuer) -> None:
     app = Starlette(routes=ROUTES)
     with pytest.raises(RuntimeError, match="BearerAuthMiddleware"):
-        await websocket(app, path="/feed", headers=bearer(fake, "orders:read"))
+        await websocket(app, path="/feed", headers=bearer(dana(fake, "orders:read")))
 
 
 async def test_connection_may_be_passed_by_keyword(fake: FakeIssuer) -> None:
-    scope: dict[str, Any] = {"type": "http", "headers": [], "resource_guard.replies": None}
+    request = Request({**scope("http"), "resource_guard.replies": None})
     with pytest.raises(RuntimeError, match="BearerAuthMiddleware"):
-        await list_orders(request=Request(scope))
+        await list_orders(request=request)
 
 
 async def test_endpoint_without_a_connection_fails_loudly() -> None:

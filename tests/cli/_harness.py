@@ -11,6 +11,8 @@ import pytest
 from resource_guard import cli
 
 NOW = 1_800_000_000
+FAKE_ISSUER = pytest.mark.fake_issuer(algorithm="ES256", clock=lambda: NOW)
+"""What the command-line tests' ``fake`` is: an ES256 issuer on a clock frozen at ``NOW``."""
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -8,7 +8,6 @@ import pytest
 
 from resource_guard.cli import _token
 from resource_guard.cli._keys import load_or_create_keys
-from resource_guard.testing import FakeIssuer
 
 from ._harness import NOW
 
@@ -39,9 +38,3 @@ def existing_key_file(key_file: Path, rsa_key_document: str) -> Path:
 @pytest.fixture
 def frozen(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_token, "clock", lambda: NOW)
-
-
-@pytest.fixture
-def fake() -> FakeIssuer:
-    """An ES256 fake issuer on a clock frozen at ``NOW`` (replaces the suite's ``fake``)."""
-    return FakeIssuer(algorithm="ES256", clock=lambda: NOW)

@@ -14,7 +14,9 @@ import pytest
 from resource_guard.cli._keys import default_key_file, load_or_create_keys
 from resource_guard.testing import FakeIssuer
 
-from ._harness import one_line_error, run
+from ._harness import FAKE_ISSUER, one_line_error, run
+
+pytestmark = FAKE_ISSUER
 
 # -- the key file ----------------------------------------------------------------------------------
 

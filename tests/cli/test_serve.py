@@ -20,7 +20,9 @@ from resource_guard import cli
 from resource_guard.cli._keys import load_or_create_keys
 from resource_guard.cli._serve import build_issuer, serve
 
-from ._harness import mint, one_line_error, run, unverified
+from ._harness import FAKE_ISSUER, mint, one_line_error, run, unverified
+
+pytestmark = FAKE_ISSUER
 
 # -- issuer serve --------------------------------------------------------------------------------
 

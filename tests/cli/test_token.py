@@ -13,7 +13,9 @@ from resource_guard.cli._common import format_duration, format_time
 from resource_guard.cli._keys import load_or_create_keys
 from resource_guard.testing import FakeIssuer
 
-from ._harness import NOW, mint, one_line_error, run, unverified
+from ._harness import FAKE_ISSUER, NOW, mint, one_line_error, run, unverified
+
+pytestmark = FAKE_ISSUER
 
 # -- token mint --------------------------------------------------------------------------------
 

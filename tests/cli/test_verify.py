@@ -11,7 +11,9 @@ import pytest
 
 from resource_guard.testing import FakeIssuer
 
-from ._harness import one_line_error, run
+from ._harness import FAKE_ISSUER, one_line_error, run
+
+pytestmark = FAKE_ISSUER
 
 # -- verify ----------------------------------------------------------------------------------------
 

@@ -30,12 +30,13 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Scope
+from starlette.types import ASGIApp
 
 from resource_guard import TokenVerifier
 from resource_guard.middleware import BearerAuthMiddleware, get_access_token
 from resource_guard.starlette import require_scopes
 from resource_guard.testing import FakeIssuer, SigningKey
+from tests.asgi_client import call
 
 AUDIENCE = "api://orders"
 REALM = "api"
@@ -366,40 +367,18 @@ async def asgi_call(
     query: str = "",
     body: bytes = b"",
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """One request straight into the ASGI app, the path exactly as given (no client
-    normalises ``..`` or ``//`` away): the reply's status, headers and body."""
-    scope: Scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": query.encode(),
-        "headers": [(b"host", b"api.test"), *headers],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 80),
-    }
-    sent: list[Message] = []
-    delivered = False
-
-    async def receive() -> Message:
-        nonlocal delivered
-        if delivered:
-            await asyncio.sleep(REQUEST_TIMEOUT)  # pragma: no cover - nobody reads twice
-        delivered = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await asyncio.wait_for(app(scope, receive, send), REQUEST_TIMEOUT)
-    start = sent[0]
-    assert start["type"] == "http.response.start"
-    content = b"".join(message.get("body", b"") for message in sent[1:])
-    return start["status"], list(start.get("headers", [])), content
+    """One request straight into the ASGI app (tests/asgi_client.py), the path exactly as
+    given (no client normalises ``..`` or ``//`` away): the reply's status, headers, body."""
+    result = await call(
+        app,
+        path=path,
+        headers=headers,
+        query=query.encode(),
+        method=method,
+        body=body,
+        timeout=REQUEST_TIMEOUT,
+    )
+    return result.status, result.headers, result.body
 
 
 # -- a real server on loopback ----------------------------------------------------------

@@ -20,6 +20,7 @@ import pytest
 
 from resource_guard import TokenVerifier
 from resource_guard.testing import FakeIssuer, SigningKey, generate_key
+from tests.helpers import bearer
 
 from ._harness import AUDIENCE, Guarded, asgi_call, b64url, json_bytes
 
@@ -53,10 +54,6 @@ async def app(idp: FakeIssuer, idp_client: httpx.AsyncClient) -> AsyncIterator[G
     yield guarded
     await guarded.aclose()
     await verifier.aclose()
-
-
-def bearer(token: str) -> list[tuple[bytes, bytes]]:
-    return [(b"authorization", b"Bearer " + token.encode())]
 
 
 def random_kid_tokens(issuer: str, count: int) -> list[str]:

@@ -25,6 +25,7 @@ import pytest
 
 from resource_guard import TokenVerifier
 from resource_guard.testing import FakeClock, FakeIssuer, SigningKey, generate_key
+from tests.helpers import bearer
 
 from ._harness import AUDIENCE, Guarded, asgi_call, assert_refused, assert_served
 
@@ -201,10 +202,6 @@ async def traffic_for(app: Guarded, idp: Idp, clock: FakeClock, minutes: int) ->
         await settle(app.verifier)
     assert app.calls.count - calls == 2 * steps - len(failed)  # the handler ran for each
     return failed
-
-
-def bearer(token: str) -> list[tuple[bytes, bytes]]:
-    return [(b"authorization", b"Bearer " + token.encode())]
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
