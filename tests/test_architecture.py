@@ -15,6 +15,8 @@ CORE = {
     "_algorithms",
     "_b64",
     "_claims",
+    "_decisions",
+    "diagnose",
     "_discovery",
     "_fetch",
     "_jwks",
@@ -27,9 +29,10 @@ CORE = {
     "_token_cache",
     "_verifier",
     "exceptions",
+    "providers",
 }
 """The resource-server core: no HTTP framework, nothing of the edge, client, CLI or testing."""
-EDGE = {"_access", "_bearer_reply", "_bearer_request", "middleware", "fastapi", "starlette"}
+EDGE = {"_access", "_bearer_reply", "_bearer_request", "middleware", "fastapi", "starlette", "otel"}
 """The framework edge: ASGI, Starlette and FastAPI; never the client, the CLI or testing."""
 FRAMEWORKS = ("starlette", "fastapi", "uvicorn")
 

@@ -229,3 +229,45 @@ def test_unusual_but_valid_claim_types_pass() -> None:
         pass
 
     assert RULES.check(claims(exp=Seconds(int(NOW) + 60)), NOW) == (NOW + 60, None)
+
+
+COGNITO = ClaimRules(
+    ISSUER,
+    frozenset({"app-1"}),
+    leeway=30,
+    audience_claim="client_id",
+    claim_values=(("token_use", "access"), ("version", 2), ("on", True)),
+)
+
+
+def cognito_claims(**changes: Any) -> dict[str, Any]:
+    base = {"client_id": "app-1", "token_use": "access", "version": 2, "on": True, "aud": ...}
+    return claims(**{**base, **changes})
+
+
+def test_the_audience_claim_may_be_another_claim() -> None:
+    """With ``audience_claim="client_id"`` the token needs no ``aud``."""
+    assert COGNITO.check(cognito_claims(), NOW) == (NOW + 60, None)
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "claim"),
+    [
+        pytest.param({"client_id": "app-2"}, InvalidAudienceError, "client_id", id="other-app"),
+        pytest.param({"client_id": ...}, InvalidAudienceError, "client_id", id="no-client-id"),
+        pytest.param({"client_id": ..., "aud": "app-1"}, InvalidAudienceError, "client_id",
+                     id="aud-does-not-count"),
+        pytest.param({"token_use": "id"}, InvalidClaimError, "token_use", id="id-token"),
+        pytest.param({"token_use": ...}, InvalidClaimError, "token_use", id="value-missing"),
+        pytest.param({"version": "2"}, InvalidClaimError, "version", id="string-for-int"),
+        pytest.param({"on": 1}, InvalidClaimError, "on", id="int-for-bool"),
+        pytest.param({"version": True}, InvalidClaimError, "version", id="bool-for-int"),
+    ],
+)  # fmt: skip
+def test_audience_claim_and_claim_values_refuse_naming_the_claim(
+    changes: dict[str, Any], error: type[InvalidClaimError], claim: str
+) -> None:
+    with pytest.raises(error) as refused:
+        COGNITO.check(cognito_claims(**changes), NOW)
+    assert type(refused.value) is error
+    assert refused.value.claim == claim

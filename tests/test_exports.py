@@ -68,6 +68,8 @@ IMPLEMENTATIONS = (
     "resource_guard.exceptions",
     "resource_guard.fastapi",
     "resource_guard.middleware",
+    "resource_guard.otel",
+    "resource_guard.providers",
     "resource_guard.starlette",
     "resource_guard.testing.pytest_plugin",
 )

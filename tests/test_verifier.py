@@ -107,6 +107,44 @@ async def test_client_id_falls_back_to_azp_then_cid(
     assert (await verifier.verify(issuer.mint(claims={"cid": "c"}))).client_id == "c"
 
 
+async def test_client_id_falls_back_to_entra_v1_appid(
+    issuer: FakeIssuer, verifier: TokenVerifier
+) -> None:
+    """Entra ID v1 tokens name the client in ``appid`` only."""
+    assert (await verifier.verify(issuer.mint(claims={"appid": "app"}))).client_id == "app"
+    with pytest.raises(InvalidClaimError) as refused:
+        await verifier.verify(issuer.mint(claims={"appid": 7}))
+    assert refused.value.claim == "appid"
+
+
+async def test_audience_claim_and_claim_values_decide_with_the_claim_named(
+    issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    """Cognito-style: the app client in ``client_id`` is the audience, ``token_use`` must
+    be ``access``; refusals name the claim."""
+    async with issuer.async_client() as client:
+        verifier = TokenVerifier(
+            issuer.issuer,
+            ["app-1", "app-2"],
+            audience_claim="client_id",
+            claim_values={"token_use": "access"},
+            http_client=client,
+            clock=clock,
+        )
+        assert verifier.audience_claim == "client_id"
+        assert dict(verifier.claim_values) == {"token_use": "access"}
+        good = {"token_use": "access"}
+        token = issuer.mint(client_id="app-2", claims=good, omit=["aud"])
+        assert (await verifier.verify(token)).client_id == "app-2"
+        with pytest.raises(InvalidAudienceError) as wrong_client:
+            await verifier.verify(issuer.mint(client_id="app-3", claims=good))
+        assert wrong_client.value.claim == "client_id"
+        with pytest.raises(InvalidClaimError) as id_token:
+            await verifier.verify(issuer.mint(client_id="app-1", claims={"token_use": "id"}))
+        assert (id_token.value.claim, id_token.value.code) == ("token_use", "invalid_claim")
+        await verifier.aclose()
+
+
 async def test_audience_list_matches_any_configured_audience(
     issuer: FakeIssuer, clock: FakeClock
 ) -> None:
@@ -596,6 +634,12 @@ ISSUER = "https://idp.example.com"
         pytest.param({"cache_size": -1}, ValueError, "cache_size", id="cache-negative"),
         pytest.param({"allow_insecure_http": 1}, TypeError, "allow_insecure_http", id="insecure"),
         pytest.param({"required_claims": [""]}, ValueError, "required_claims", id="required"),
+        pytest.param({"audience_claim": 1}, TypeError, "audience_claim", id="aud-claim-type"),
+        pytest.param({"audience_claim": " "}, ValueError, "audience_claim", id="aud-claim-empty"),
+        pytest.param({"claim_values": ["x"]}, TypeError, "claim_values", id="values-list"),
+        pytest.param({"claim_values": {"": "x"}}, ValueError, "claim_values", id="values-name"),
+        pytest.param({"claim_values": {"v": 1.5}}, TypeError, "claim_values", id="values-float"),
+        pytest.param({"claim_values": {"v": None}}, TypeError, "claim_values", id="values-none"),
     ],
 )
 def test_bad_options_fail_at_construction(
@@ -637,14 +681,25 @@ def test_from_env_reads_every_variable() -> None:
             "RESOURCE_GUARD_STRICT": "true",
             "RESOURCE_GUARD_CACHE_SIZE": "16",
             "RESOURCE_GUARD_JWKS_URI": ISSUER + "/keys",
+            "RESOURCE_GUARD_AUDIENCE_CLAIM": "client_id",
+            "RESOURCE_GUARD_CLAIM_VALUES": "token_use=access, typ=Bearer",
         }
     )
+    assert verifier.audience_claim == "client_id"
+    assert dict(verifier.claim_values) == {"token_use": "access", "typ": "Bearer"}
     assert verifier.audiences == ("api://a", "api://b")
     assert verifier.algorithms == {"RS256", "ES256"}
     assert verifier._leeway == 10
     assert verifier._claims.strict
     assert verifier.token_cache is not None
     assert verifier.token_cache.maxsize == 16
+
+
+@pytest.mark.parametrize("value", ["0", "false", "No", "OFF"])
+def test_from_env_reads_a_false_flag(value: str) -> None:
+    env = {"RESOURCE_GUARD_ISSUER": ISSUER, "RESOURCE_GUARD_AUDIENCE": "a"}
+    verifier = TokenVerifier.from_env({**env, "RESOURCE_GUARD_STRICT": value})
+    assert not verifier._claims.strict
 
 
 def test_from_env_overrides_win() -> None:
@@ -659,7 +714,11 @@ def test_from_env_names_missing_variables() -> None:
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("RESOURCE_GUARD_LEEWAY", "soon"), ("RESOURCE_GUARD_STRICT", "maybe")],
+    [
+        ("RESOURCE_GUARD_LEEWAY", "soon"),
+        ("RESOURCE_GUARD_STRICT", "maybe"),
+        ("RESOURCE_GUARD_CLAIM_VALUES", "token_use"),
+    ],
 )
 def test_from_env_names_the_bad_variable(variable: str, value: str) -> None:
     env = {"RESOURCE_GUARD_ISSUER": ISSUER, "RESOURCE_GUARD_AUDIENCE": "a", variable: value}

@@ -5,7 +5,8 @@ Verify bearer JWT access tokens locally against the issuer's JWKS, fast and safe
 
 import importlib.metadata
 
-from ._jwks import KeySourceStatus
+from ._decisions import Decision
+from ._jwks import KeyFetch, KeySourceStatus
 from ._models import AccessToken
 from ._protocol import Verifier
 from ._verifier import TokenVerifier
@@ -37,6 +38,7 @@ __all__ = [
     "AlgorithmNotAllowedError",
     "BearerAuthMiddleware",
     "ClientCredentialsAuth",
+    "Decision",
     "ExpiredTokenError",
     "ImmatureTokenError",
     "InsufficientScopeError",
@@ -46,6 +48,7 @@ __all__ = [
     "InvalidSignatureError",
     "InvalidTokenError",
     "InvalidTokenTypeError",
+    "KeyFetch",
     "KeySourceStatus",
     "KeysUnavailableError",
     "MalformedTokenError",

@@ -8,10 +8,15 @@ answers with its own refusal shape. A missing middleware is never "allowed".
 
 from __future__ import annotations
 
+import logging
+from time import perf_counter
+from types import MappingProxyType
+
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
 from ._bearer_reply import BearerReplies, Reply
+from ._decisions import Decision, DecisionHook, clean, decisions_logger, emit
 from ._models import AccessToken
 
 __all__ = [
@@ -19,10 +24,12 @@ __all__ = [
     "APP_KEY",
     "DENIAL_EXTENSION",
     "MISSING_MIDDLEWARE",
+    "OBSERVER_KEY",
     "POLICY_VIOLATION",
     "REPLIES_KEY",
     "AccessRefused",
     "check_access",
+    "decision_path",
     "get_access_token",
     "send_reply",
 ]
@@ -33,6 +40,8 @@ REPLIES_KEY = "resource_guard.replies"
 """Scope key of the middleware's BearerReplies; its presence proves the middleware ran."""
 APP_KEY = "resource_guard.app"
 """Scope key of the app the middleware wraps: refusals raised inside it reach the middleware."""
+OBSERVER_KEY = "resource_guard.observer"
+"""Scope key of ``(on_decision hook, perf_counter at arrival)``; set only with a hook."""
 DENIAL_EXTENSION = "websocket.http.response"
 POLICY_VIOLATION = 1008
 
@@ -68,21 +77,69 @@ def get_access_token(conn: HTTPConnection) -> AccessToken | None:
     return token
 
 
-def check_access(scope: Scope, required: tuple[str, ...], any_of: bool) -> AccessToken | Reply:
+def check_access(
+    scope: Scope, required: tuple[str, ...], any_of: bool, *, report: bool = True
+) -> AccessToken | Reply:
     """The token when it holds the ``required`` scopes, else the refusal to send.
 
-    Shared by the Starlette and FastAPI integrations. Raises :class:`RuntimeError` when the
-    middleware did not run: a missing middleware must never mean "allowed".
+    Shared by the Starlette and FastAPI integrations. A refusal is reported (logged, and
+    handed to the middleware's ``on_decision``) unless ``report`` is False (a check whose
+    refusal is not sent). Raises :class:`RuntimeError` when the middleware did not run: a
+    missing middleware must never mean "allowed".
     """
     replies: BearerReplies | None = scope.get(REPLIES_KEY)
     if replies is None:
         raise RuntimeError(MISSING_MIDDLEWARE)
     token: AccessToken | None = scope.get(ACCESS_TOKEN_KEY)
     if token is None:
+        if report:
+            _report_route_refusal(scope, "missing_token", 401, None, {})
         return replies.missing
     if required and not token.has_scopes(*required, any_of=any_of):
+        if report:  # pragma: no branch - report=False comes with no required scopes
+            details = {
+                "required": clean(" ".join(required), 200),
+                "held": clean(" ".join(sorted(token.scopes)), 200),
+                "match": "any" if any_of else "all",
+            }
+            _report_route_refusal(scope, "insufficient_scope", 403, token, details)
         return replies.insufficient_scope(required, any_of=any_of)
     return token
+
+
+def decision_path(scope: Scope) -> tuple[str, str]:
+    """The method (``WEBSOCKET`` for a handshake) and the path the app routes on (without
+    ``root_path``), short and printable, for a Decision."""
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        path = path[len(root) :] or "/"
+    method = scope.get("method", "WEBSOCKET") if scope["type"] == "http" else "WEBSOCKET"
+    return clean(method, 20), clean(path, 200)
+
+
+def _report_route_refusal(
+    scope: Scope, reason: str, status: int, token: AccessToken | None, details: dict[str, str]
+) -> None:
+    observer: tuple[DecisionHook, float] | None = scope.get(OBSERVER_KEY)
+    if observer is None and not decisions_logger.isEnabledFor(logging.INFO):
+        return
+    hook, started = observer if observer is not None else (None, 0.0)
+    method, path = decision_path(scope)
+    decision = Decision(
+        "refused",
+        reason,
+        status,
+        method,
+        path,
+        decided_by="route",
+        client_id=None if token is None else token.client_id,
+        subject=None if token is None else token.subject,
+        kid=None if token is None else token.key_id,
+        details=MappingProxyType(details),
+        duration=None if hook is None else perf_counter() - started,
+    )
+    emit(decision, hook)
 
 
 async def send_reply(scope: Scope, receive: Receive, send: Send, reply: Reply) -> None:

@@ -22,9 +22,12 @@ logger = logging.getLogger("resource_guard.verifier")
 ScopeMapper = Callable[[Mapping[str, Any]], Iterable[str]]
 """Maps a token's claims to extra scopes (e.g. Temporal-style ``permissions``)."""
 
+ClaimValue = str | int | bool
+"""A value a claim must equal (``claim_values``): a JSON string, integer or boolean."""
+
 RFC9068_CLAIMS = ("iss", "exp", "aud", "sub", "client_id", "iat", "jti")
 _ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "jwt"})
-_STRING_CLAIMS = ("sub", "jti", "client_id", "azp", "cid")
+_STRING_CLAIMS = ("sub", "jti", "client_id", "azp", "cid", "appid")
 _LAST_NUMERIC_DATE = 253402300799  # 9999-12-31T23:59:59Z: datetimes can hold it
 
 
@@ -49,6 +52,10 @@ class ClaimRules:
     leeway: float
     required: tuple[str, ...] = ()
     strict: bool = False
+    audience_claim: str = "aud"
+    """The claim holding the audience: ``aud``, or e.g. ``client_id`` (Amazon Cognito)."""
+    claim_values: tuple[tuple[str, ClaimValue], ...] = ()
+    """``(claim, value)`` pairs: each claim must be present and equal its value."""
 
     def check_type(self, typ: str | None) -> None:
         """Accept access-token media types only (``at+jwt``, ``JWT``; absent unless strict)."""
@@ -85,10 +92,22 @@ class ClaimRules:
             raise ImmatureTokenError("iat", "lies in the future: the token was issued later")
         if payload.get("iss") != self.issuer:
             raise InvalidIssuerError("iss", "does not name the expected issuer")
-        self._check_audience(payload.get("aud"))
+        self._check_audience(payload.get(self.audience_claim))
+        self._check_values(payload)
         return exp, nbf
 
+    def _check_values(self, payload: Mapping[str, Any]) -> None:
+        """Each ``claim_values`` claim is present and equal to its value, type included
+        (``true`` is not ``1``)."""
+        for name, expected in self.claim_values:
+            if name not in payload:
+                raise InvalidClaimError(name, "is required")
+            value = payload[name]
+            if type(value) is not type(expected) or value != expected:
+                raise InvalidClaimError(name, "does not have the required value")
+
     def _check_audience(self, aud: object) -> None:
+        name = self.audience_claim
         if isinstance(aud, str):
             if aud in self.audiences:
                 return
@@ -96,10 +115,10 @@ class ClaimRules:
             if not self.audiences.isdisjoint(aud):
                 return
         elif aud is not None:
-            raise InvalidAudienceError("aud", "is not a string or a list of strings")
+            raise InvalidAudienceError(name, "is not a string or a list of strings")
         else:
-            raise InvalidAudienceError("aud", "is required")
-        raise InvalidAudienceError("aud", "does not name this resource server")
+            raise InvalidAudienceError(name, "is required")
+        raise InvalidAudienceError(name, "does not name this resource server")
 
 
 def _lookup(claims: Mapping[str, Any], name: str) -> object:

@@ -32,7 +32,15 @@ logger = logging.getLogger("resource_guard.jwks")
 
 
 class FetchError(Exception):
-    """A document could not be fetched or read; the message says why (no secrets in it)."""
+    """A document could not be fetched or read; the message says why (no secrets in it).
+
+    ``status`` is the HTTP status of a reply that was not 200, else None (no reply, or a
+    reply whose body was unusable).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class UnreadableBody(FetchError):
@@ -193,7 +201,9 @@ def _reading(response: httpx.Response, limit: int, require_200: bool) -> Inflate
     """Check the head of a response; the Inflater its body goes into."""
     if require_200 and response.status_code != 200:
         kind = "a redirect (not followed)" if response.is_redirect else "HTTP status"
-        raise FetchError(f"{kind} {response.status_code} instead of 200")
+        raise FetchError(
+            f"{kind} {response.status_code} instead of 200", status=response.status_code
+        )
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > limit:
         raise UnreadableBody(f"the body is larger than {limit} bytes")

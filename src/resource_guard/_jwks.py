@@ -13,6 +13,10 @@ Rules (docs/keys.md explains them for users):
   one fetch in flight; a caller's cancellation never cancels it. Inside the cooldown they
   are refused at once. A token without ``kid`` never causes a fetch while keys are usable.
 * A successful refresh that drops a key revokes it.
+* A failed fetch is a *misconfiguration* when it will not fix itself (the issuer answers
+  but serves no discovery document, or one naming another issuer, a JWKS URL that answers
+  404, a JWKS without a usable key while none was ever had), else an *outage* (retried).
+  The log line says which; ``start(fail_fast=True)`` raises on a misconfiguration.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ import contextlib
 import logging
 import math
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import httpx
 
-from ._discovery import Metadata, discover
+from ._discovery import DiscoveryError, Metadata, discover
 from ._fetch import (
     MAX_DOCUMENT_BYTES,
     Document,
@@ -48,6 +54,49 @@ REFRESH_AHEAD = 0.8
 """Refresh once keys reach this fraction of their time to live."""
 MIN_TTL = 60.0
 MAX_BACKOFF = 300.0
+
+FailureKind = Literal["misconfiguration", "outage"]
+MISCONFIGURATION_HINT = "misconfiguration: this will not fix itself, check issuer and jwks_uri"
+_TRANSIENT_STATUSES = frozenset({408, 425, 429})
+
+
+def _final(status: int | None) -> bool:
+    """True for an HTTP answer that retrying will not change (3xx, 4xx but 408/425/429,
+    or a 200 whose body is not what we need); None (no answer) and 5xx are outages."""
+    return status is not None and status < 500 and status not in _TRANSIENT_STATUSES
+
+
+class _FetchFailed(Exception):
+    """One failed fetch: why, and whether it is a misconfiguration."""
+
+    def __init__(self, reason: str, kind: FailureKind) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+
+
+@dataclass(frozen=True, slots=True)
+class KeyFetch:
+    """One JWKS fetch attempt (discovery included), for metrics and alerts.
+
+    Handed to the listeners of :meth:`RemoteKeySource.add_listener` when it ends.
+    """
+
+    ok: bool
+    """New keys were installed."""
+    keys: int
+    """How many keys are cached after it (the previous ones when it failed)."""
+    duration: float
+    """Seconds it took (monotonic)."""
+    error: str | None = None
+    """Why it failed (the same text as ``KeySourceStatus.last_error``)."""
+    failure: FailureKind | None = None
+    """``misconfiguration`` (will not fix itself) or ``outage`` (retried); None when ok."""
+    usable: bool = False
+    """Cached keys may verify tokens after it (stale keys included)."""
+
+
+KeyFetchListener = Callable[[KeyFetch], object]
 
 
 def _finite(value: float) -> float | None:
@@ -81,6 +130,14 @@ class KeySourceStatus:
     """Why the last fetch failed; None after a success."""
     fetch_count: int
     """Fetches attempted so far (discovery included in the one they belong to)."""
+    last_failure: FailureKind | None = None
+    """What the last failure was: ``misconfiguration`` (will not fix itself: check
+    ``issuer`` and ``jwks_uri``) or ``outage`` (retried); None after a success."""
+
+    @property
+    def fresh(self) -> bool:
+        """Keys are loaded and within their age (usable and not stale)."""
+        return self.usable and not self.stale
 
 
 class RemoteKeySource:
@@ -132,7 +189,9 @@ class RemoteKeySource:
         self._retry_at = -math.inf
         self._failures = 0
         self.last_error: str | None = None
+        self.last_failure: FailureKind | None = None
         self.fetch_count = 0
+        self._listeners: list[KeyFetchListener] = []
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inflight: asyncio.Task[bool] | None = None
@@ -140,11 +199,18 @@ class RemoteKeySource:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Fetch keys now (unless usable ones are cached) and keep them fresh in the background."""
+    async def start(self, *, fail_fast: bool = False) -> None:
+        """Fetch keys now (unless usable ones are cached) and keep them fresh in the background.
+
+        With ``fail_fast``, a start without usable keys because of a misconfiguration
+        raises :class:`KeysUnavailableError` (``permanent=True``); an outage never does.
+        """
         self._bind_loop()
         if self._clock() > self.usable_until:
             await self._fetch_shared()
+            unusable = self.keys is None or self._clock() > self.usable_until
+            if fail_fast and unusable and self.last_failure == "misconfiguration":
+                raise self._misconfigured()
         if self._refresher is None or self._refresher.done():
             self._refresher = asyncio.get_running_loop().create_task(
                 self._refresh_forever(), name="resource-guard-jwks-refresh"
@@ -202,7 +268,20 @@ class RemoteKeySource:
             next_refresh=_finite(next_refresh),
             last_error=self.last_error,
             fetch_count=self.fetch_count,
+            last_failure=self.last_failure,
         )
+
+    def add_listener(self, listener: KeyFetchListener) -> None:
+        """Call ``listener`` with a :class:`KeyFetch` after every fetch attempt (on the
+        event loop; quick, please). What it raises is logged and ignored."""
+        if not callable(listener):
+            raise TypeError("listener must be callable: KeyFetch -> None")
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: KeyFetchListener) -> None:
+        """Stop calling ``listener`` (nothing happens when it was not added)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     # -- key lookup --------------------------------------------------------------------
 
@@ -301,25 +380,66 @@ class RemoteKeySource:
         if task is not None and task.get_loop() is asyncio.get_running_loop():
             await asyncio.wait({task})
 
+    def _misconfigured(self) -> KeysUnavailableError:
+        return KeysUnavailableError(
+            f"no usable verification keys for issuer {self.issuer!r:.200}: "
+            f"{self.last_error}; this is a {MISCONFIGURATION_HINT}",
+            retry_after=max(self._cooldown, 1.0),
+            permanent=True,
+        )
+
     async def _fetch_and_install(self) -> bool:
         self.fetch_count += 1
+        started = time.perf_counter()
         try:
-            jwks_uri = await self._resolve_jwks_uri()
+            keys, document = await self._fetch_keys()
+        except _FetchFailed as exc:
+            self._record_failure(exc.reason, exc.kind)
+        except Exception as exc:  # a bug must not kill refreshing; its traceback is for DEBUG
+            logger.debug("unexpected error while fetching the JWKS", exc_info=True)
+            self._record_failure("unexpected " + describe_error(exc), "outage")
+        else:
+            self._install(keys, document)
+        ok = self.last_error is None
+        if self._listeners:
+            self._tell(ok, time.perf_counter() - started)
+        return ok
+
+    async def _fetch_keys(self) -> tuple[KeySet, Document]:
+        """The JWKS's usable keys and the document; else _FetchFailed, classified."""
+        jwks_uri = await self._resolve_jwks_uri()
+        try:
             document = await fetch_json(
                 self._client(), jwks_uri, timeout=self._timeout, max_bytes=self._max_bytes
             )
+        except FetchError as exc:
+            final = _final(exc.status)
+            raise _FetchFailed(str(exc), "misconfiguration" if final else "outage") from None
+        try:
             keys = KeySet.from_jwks(document.body, previous=self.keys)
             if not keys:
                 raise ValueError("the JWKS holds no usable signing key")
-        except (FetchError, ValueError) as exc:
-            self._record_failure(str(exc))
-            return False
-        except Exception as exc:  # a bug must not kill refreshing; its traceback is for DEBUG
-            logger.debug("unexpected error while fetching the JWKS", exc_info=True)
-            self._record_failure("unexpected " + describe_error(exc))
-            return False
-        self._install(keys, document)
-        return True
+        except ValueError as exc:
+            # Never a usable key: the JWKS is not the issuer's. Had before: an IdP hiccup.
+            kind: FailureKind = "misconfiguration" if self.keys is None else "outage"
+            raise _FetchFailed(str(exc), kind) from None
+        return keys, document
+
+    def _tell(self, ok: bool, duration: float) -> None:
+        status = self.status()
+        event = KeyFetch(
+            ok=ok,
+            keys=len(status.keys),
+            duration=duration,
+            error=self.last_error,
+            failure=self.last_failure,
+            usable=status.usable,
+        )
+        for listener in tuple(self._listeners):
+            try:
+                listener(event)
+            except Exception as exc:
+                logger.error("a key-fetch listener failed (%s)", type(exc).__name__, exc_info=exc)
 
     def _install(self, keys: KeySet, document: Document) -> None:
         now = self._clock()
@@ -336,6 +456,7 @@ class RemoteKeySource:
         self._failures = 0
         self._retry_at = -math.inf
         self.last_error = None
+        self.last_failure = None
         logger.debug("installed %d JWKS keys, fresh for %.0f s", len(keys), ttl)
 
     def _ttl(self, max_age: float | None) -> float:
@@ -344,7 +465,7 @@ class RemoteKeySource:
         floor = min(max(self._cooldown, MIN_TTL), self._refresh_interval)
         return min(max(max_age, floor), self._refresh_interval)
 
-    def _record_failure(self, reason: str) -> None:
+    def _record_failure(self, reason: str, kind: FailureKind) -> None:
         now = self._clock()
         self._failures += 1
         self.usable_until = self._stale_until
@@ -353,15 +474,20 @@ class RemoteKeySource:
         )
         self._retry_at = now + delay
         self.last_error = reason
+        self.last_failure = kind
+        which = MISCONFIGURATION_HINT if kind == "misconfiguration" else "outage: retrying"
         if self.keys is not None and now <= self.usable_until:
             logger.warning(
-                "JWKS fetch failed (%s); serving keys fetched %.0f s ago for up to %.0f s more",
+                "JWKS fetch failed (%s); serving keys fetched %.0f s ago for up to %.0f s more; %s",
                 reason,
                 now - self._fetched_at,
                 self.usable_until - now,
+                which,
             )
         else:
-            logger.error("JWKS fetch failed (%s); no usable keys: requests get 503", reason)
+            logger.error(
+                "JWKS fetch failed (%s); no usable keys: requests get 503; %s", reason, which
+            )
 
     async def _refresh_forever(self) -> None:
         while True:
@@ -391,15 +517,36 @@ class RemoteKeySource:
         return self._metadata
 
     async def _resolve_jwks_uri(self) -> str:
+        """The JWKS URL (discovered once); else _FetchFailed: a misconfiguration when every
+        location answered for good (404, another issuer, no ``jwks_uri``), else an outage."""
         if self._jwks_uri is None:
-            metadata = await self._discover()
-            jwks_uri = metadata.endpoint("jwks_uri", allow_insecure_http=self._allow_insecure_http)
+            statuses: list[int | None] = []
+            try:
+                metadata = await self._discover(statuses)
+                jwks_uri = metadata.endpoint(
+                    "jwks_uri", allow_insecure_http=self._allow_insecure_http
+                )
+            except DiscoveryError as exc:
+                final = all(_final(status) for status in statuses)
+                raise _FetchFailed(str(exc), "misconfiguration" if final else "outage") from None
             self._metadata, self._jwks_uri = metadata, jwks_uri
         return self._jwks_uri
 
-    async def _discover(self) -> Metadata:
-        """OIDC discovery, then RFC 8414; the document must name our issuer exactly."""
-        return await discover(self.issuer, self._get)
+    async def _discover(self, statuses: list[int | None] | None = None) -> Metadata:
+        """OIDC discovery, then RFC 8414; the document must name our issuer exactly.
+        ``statuses`` collects each location's HTTP status (None: no answer)."""
+        seen: list[int | None] = [] if statuses is None else statuses
+
+        async def get(url: str) -> Reply:
+            try:
+                reply = await self._get(url)
+            except FetchError:
+                seen.append(None)
+                raise
+            seen.append(reply.status_code)
+            return reply
+
+        return await discover(self.issuer, get)
 
     async def _get(self, url: str) -> Reply:
         request = bare_request("GET", url, timeout=self._timeout)

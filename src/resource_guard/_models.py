@@ -27,7 +27,7 @@ class AccessToken:
     subject: str | None = None
     """The ``sub`` claim."""
     client_id: str | None = None
-    """The OAuth client: ``client_id``, else ``azp``, else ``cid``."""
+    """The OAuth client: ``client_id``, else ``azp``, else ``cid``, else ``appid``."""
     issuer: str = ""
     """The ``iss`` claim (equal to the configured issuer)."""
     key_id: str | None = field(default=None)

@@ -15,7 +15,8 @@ import httpx
 
 from . import _options as opt
 from ._algorithms import ALGORITHMS, DEFAULT_ALGORITHMS
-from ._claims import RFC9068_CLAIMS, ClaimRules, ScopeMapper, ScopeRules
+from ._claims import RFC9068_CLAIMS, ClaimRules, ClaimValue, ScopeMapper, ScopeRules
+from ._decisions import annotate_refusal
 from ._fetch import check_url
 from ._jwks import RemoteKeySource
 from ._jws import Header, TokenParser, decode_payload
@@ -31,6 +32,30 @@ from .exceptions import (
 logger = logging.getLogger("resource_guard.verifier")
 DEFAULT_MAX_TOKEN_BYTES = 16 * 1024
 DEFAULT_CACHE_SIZE = 4096
+
+
+def _check_claim_values(value: object) -> tuple[tuple[str, ClaimValue], ...]:
+    if not isinstance(value, Mapping):
+        raise TypeError("claim_values must be a mapping of claim names to values (a dict)")
+    pairs: list[tuple[str, ClaimValue]] = []
+    for name, expected in value.items():
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"claim_values must name claims by non-empty strings, got {name!r}")
+        if not isinstance(expected, str | int | bool):
+            raise TypeError(
+                f"claim_values[{name!r}] must be a string, an int or a bool, "
+                f"got {type(expected).__name__}"
+            )
+        pairs.append((name, expected))
+    return tuple(pairs)
+
+
+def _parse_claim_values(raw: str) -> dict[str, str]:
+    """``token_use=access,typ=Bearer`` (commas or spaces between pairs)."""
+    pairs = [item.partition("=") for item in opt.split_list(raw)]
+    if any(not sep or not name for name, sep, _ in pairs):
+        raise ValueError(raw)
+    return {name: value for name, _, value in pairs}
 
 
 def _check_algorithms(value: object) -> frozenset[str]:
@@ -58,6 +83,8 @@ class TokenVerifier:
     Args:
         issuer: exact expected ``iss`` value (and the discovery base URL).
         audience: one value or several; the token's ``aud`` must contain one of them.
+        audience_claim: the claim checked against ``audience`` (``aud``; Amazon Cognito
+            access tokens carry the app client in ``client_id`` instead).
         jwks_uri: the JWKS URL; None discovers it (OIDC, then RFC 8414).
         algorithms: allow-list; None means every supported asymmetric algorithm.
         leeway: seconds of clock skew tolerated for ``exp``, ``nbf`` and ``iat`` (0-300).
@@ -71,11 +98,15 @@ class TokenVerifier:
             paths such as ``realm_access.roles`` reach into objects.
         scope_mapper: optional callable adding scopes derived from the claims.
         required_claims: claims that must be present besides ``exp``.
+        claim_values: claims that must be present with exactly this value (a string, an
+            int or a bool), e.g. ``{"token_use": "access"}``.
         strict: RFC 9068 mode: ``typ`` must be ``at+jwt`` and its claims are required.
         max_token_bytes: longer tokens are refused before decoding.
         cache_size: entries of the verified-token cache (0 turns it off).
         allow_insecure_http: accept plain-http URLs that are not loopback.
         clock: seconds since the epoch; injectable for tests.
+        fail_fast: make :meth:`start` raise on a misconfiguration that will not fix
+            itself (an outage is only logged, and retried).
     """
 
     def __init__(
@@ -83,6 +114,7 @@ class TokenVerifier:
         issuer: str,
         audience: str | Sequence[str],
         *,
+        audience_claim: str = "aud",
         jwks_uri: str | None = None,
         algorithms: Sequence[str] | None = None,
         leeway: float = 30,
@@ -94,11 +126,13 @@ class TokenVerifier:
         scope_claims: Sequence[str] = ("scope", "scp"),
         scope_mapper: ScopeMapper | None = None,
         required_claims: Sequence[str] = (),
+        claim_values: Mapping[str, ClaimValue] | None = None,
         strict: bool = False,
         max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
         cache_size: int = DEFAULT_CACHE_SIZE,
         allow_insecure_http: bool = False,
         clock: Callable[[], float] = time.time,
+        fail_fast: bool = False,
     ) -> None:
         if not isinstance(allow_insecure_http, bool):
             raise TypeError("allow_insecure_http must be a bool")
@@ -108,6 +142,11 @@ class TokenVerifier:
         if jwks_uri is not None:
             check_url(jwks_uri, "jwks_uri", allow_insecure_http=allow_insecure_http)
         audiences = opt.strings("audience", audience)
+        if not isinstance(audience_claim, str):
+            raise TypeError("audience_claim must be the name of a claim, such as 'aud'")
+        if not audience_claim.strip():
+            raise ValueError("audience_claim must not be empty: name a claim, such as 'aud'")
+        values = _check_claim_values({} if claim_values is None else claim_values)
         allowed = DEFAULT_ALGORITHMS if algorithms is None else algorithms
         self._algorithms = _check_algorithms(allowed)
         leeway = opt.seconds("leeway", leeway, low=0, high=300)
@@ -127,11 +166,16 @@ class TokenVerifier:
         if strict:
             required = tuple(dict.fromkeys((*required, *RFC9068_CLAIMS)))
 
+        if not isinstance(fail_fast, bool):
+            raise TypeError("fail_fast must be a bool")
+        self._fail_fast = fail_fast
         self._issuer = issuer
         self._audiences = audiences
         self._leeway = leeway
         self._clock = clock
-        self._claims = ClaimRules(issuer, frozenset(audiences), leeway, required, strict)
+        self._claims = ClaimRules(
+            issuer, frozenset(audiences), leeway, required, strict, audience_claim, values
+        )
         self._scopes = ScopeRules(
             opt.strings("scope_claims", scope_claims, allow_empty=True), scope_mapper
         )
@@ -184,6 +228,21 @@ class TokenVerifier:
         return self._audiences
 
     @property
+    def audience_claim(self) -> str:
+        """The claim checked against :attr:`audiences` (``aud`` unless configured)."""
+        return self._claims.audience_claim
+
+    @property
+    def claim_values(self) -> Mapping[str, ClaimValue]:
+        """Claims that must equal these values (read-only)."""
+        return MappingProxyType(dict(self._claims.claim_values))
+
+    @property
+    def scope_claims(self) -> tuple[str, ...]:
+        """The claims read as scopes."""
+        return tuple(self._scopes.claims)
+
+    @property
     def algorithms(self) -> frozenset[str]:
         """The algorithm allow-list."""
         return self._algorithms
@@ -204,9 +263,12 @@ class TokenVerifier:
     async def start(self) -> None:
         """Fetch keys now and refresh them in the background. Safe to call again.
 
-        An unreachable IdP is logged, not raised: requests get 503 until keys arrive.
+        An unreachable IdP is logged, not raised: requests get 503 until keys arrive. With
+        ``fail_fast=True``, a misconfiguration that will not fix itself (discovery 404,
+        issuer mismatch, a JWKS without a usable key) raises
+        :class:`~resource_guard.KeysUnavailableError` (``permanent=True``) instead.
         """
-        await self._keys.start()
+        await self._keys.start(fail_fast=self._fail_fast)
 
     async def aclose(self) -> None:
         """Stop background refreshing and close the HTTP client this verifier created."""
@@ -240,6 +302,8 @@ class TokenVerifier:
         found = self._lookup(token)
         if isinstance(found, AccessToken):
             return found
+        header: Header | None = None
+        payload = ""
         try:
             header, payload, signing_input, signature = self._parser.split(token)
             alg = header.alg
@@ -249,6 +313,7 @@ class TokenVerifier:
             key = keys.current_key(header.kid, alg) or await keys.get_key(header.kid, alg)
             return self._accept(key, header, payload, signing_input, signature, found)
         except InvalidTokenError as exc:
+            annotate_refusal(exc, header, payload, self._claims, self._clock())
             logger.debug("token refused (%s): %s", exc.code, exc.message)
             raise
 
@@ -324,7 +389,7 @@ class TokenVerifier:
             scopes=self._scopes.extract(payload),
             expires_at=datetime.fromtimestamp(exp, UTC),
             subject=get("sub"),
-            client_id=get("client_id") or get("azp") or get("cid"),
+            client_id=get("client_id") or get("azp") or get("cid") or get("appid"),
             issuer=self._issuer,
             key_id=key.kid,
         )
@@ -348,6 +413,7 @@ one in force (a later patch of the class counts as an override too)."""
 _ENVIRONMENT: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("issuer", "RESOURCE_GUARD_ISSUER", str),
     ("audience", "RESOURCE_GUARD_AUDIENCE", opt.split_list),
+    ("audience_claim", "RESOURCE_GUARD_AUDIENCE_CLAIM", str),
     ("jwks_uri", "RESOURCE_GUARD_JWKS_URI", str),
     ("algorithms", "RESOURCE_GUARD_ALGORITHMS", opt.split_list),
     ("leeway", "RESOURCE_GUARD_LEEWAY", float),
@@ -357,6 +423,7 @@ _ENVIRONMENT: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("timeout", "RESOURCE_GUARD_TIMEOUT", float),
     ("scope_claims", "RESOURCE_GUARD_SCOPE_CLAIMS", opt.split_list),
     ("required_claims", "RESOURCE_GUARD_REQUIRED_CLAIMS", opt.split_list),
+    ("claim_values", "RESOURCE_GUARD_CLAIM_VALUES", _parse_claim_values),
     ("strict", "RESOURCE_GUARD_STRICT", opt.parse_bool),
     ("max_token_bytes", "RESOURCE_GUARD_MAX_TOKEN_BYTES", int),
     ("cache_size", "RESOURCE_GUARD_CACHE_SIZE", int),

@@ -303,7 +303,7 @@ class _Run:
             return
         idle = [key for key in keys if not any(key.fits(alg) for alg in allowed)]
         if idle:
-            kids = ", ".join(f"{key.kid!r:.40}" for key in idle)
+            kids = ", ".join(f"{key.kid!r:.66}" for key in idle)
             hint = f"keys no allowed algorithm fits (tokens they sign are refused): {kids}"
             self.add(WARN, "algorithms", expected, actual, hint)
             return
@@ -359,7 +359,7 @@ class _Run:
         if keys is None:
             self.token(WARN, "kid", "a published key", actual, "not checked: no usable keys")
             return
-        published = ", ".join(dict.fromkeys(f"{k.kid!r:.40}" for k in keys))
+        published = ", ".join(dict.fromkeys(f"{k.kid!r:.66}" for k in keys))
         expected = f"a published key that fits the alg ({published})"
         if not isinstance(alg, str) or (kid is not None and not isinstance(kid, str)):
             self.token(FAIL, "kid", expected, actual, "the header's alg or kid is not a string")

@@ -32,7 +32,8 @@ Misconfiguration is not a token problem: constructors raise :class:`ValueError` 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 
 __all__ = [
     "AlgorithmNotAllowedError",
@@ -74,6 +75,20 @@ class InvalidTokenError(ResourceGuardError):
     code = "invalid_token"
     public_description: str | None = None
     """A fixed client-facing text for every error of this class; None sends ``message``."""
+
+    # What explains the refusal, for logs and the decision hook (set by the verifier;
+    # sanitised, short): never the token, never its signature.
+    kid: str | None = None
+    """The header's ``kid`` once the header was parsed (unverified)."""
+    alg: str | None = None
+    """The header's ``alg`` once the header was parsed (unverified)."""
+    subject: str | None = None
+    """``sub``: set only when the signature verified (a claim or ``typ`` refusal)."""
+    client_id: str | None = None
+    """``client_id``/``azp``/``cid``: set only when the signature verified."""
+    details: Mapping[str, str] = MappingProxyType({})
+    """Expected against actual values: ``expected_iss``/``actual_iss``,
+    ``expected_aud``/``actual_aud``, ``exp``/``now``/``leeway``, ``claim``, ``typ``."""
 
     @property
     def description(self) -> str:
@@ -201,9 +216,12 @@ class KeysUnavailableError(ResourceGuardError):
 
     code = "keys_unavailable"
 
-    def __init__(self, message: str, *, retry_after: float = 30.0) -> None:
+    def __init__(self, message: str, *, retry_after: float = 30.0, permanent: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.permanent = permanent
+        """True for a misconfiguration that will not fix itself (discovery 404, issuer
+        mismatch, no usable key): what ``fail_fast`` start-up raises."""
 
 
 class TokenRequestError(ResourceGuardError):

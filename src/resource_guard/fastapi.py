@@ -89,7 +89,7 @@ class _OptionalToken(_BearerDependency):
     """``optional_token``: the token, or None without one."""
 
     async def __call__(self, connection: HTTPConnection) -> AccessToken | None:
-        outcome = check_access(connection.scope, (), False)
+        outcome = check_access(connection.scope, (), False, report=False)
         return None if isinstance(outcome, Reply) else outcome
 
 

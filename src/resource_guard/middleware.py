@@ -9,6 +9,9 @@ JSON body, ``WWW-Authenticate`` challenge) and the app never runs. On success:
 - :func:`get_access_token` returns the :class:`~resource_guard.AccessToken`,
 
 so Starlette's own ``@requires(...)`` works unchanged.
+
+Every decision is logged on ``resource_guard.decisions`` (refusals at INFO, successes at
+DEBUG) and handed to ``on_decision`` when one is set, as a :class:`Decision`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Iterable
+from time import perf_counter
+from types import MappingProxyType
+from typing import Any, Literal
 
 from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,14 +29,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ._access import (
     ACCESS_TOKEN_KEY,
     APP_KEY,
+    OBSERVER_KEY,
     REPLIES_KEY,
     AccessRefused,
+    decision_path,
     get_access_token,
     send_reply,
 )
 from ._bearer_reply import BearerReplies, Reply
 from ._bearer_request import (
     BODYLESS_METHODS,
+    DUPLICATE_HEADERS,
+    MALFORMED_HEADER,
+    MALFORMED_TOKEN,
+    MISSING_TOKEN,
     TWO_METHODS,
     BearerRequestError,
     extract_token,
@@ -38,6 +50,7 @@ from ._bearer_request import (
     has_form_body,
     quick_token,
 )
+from ._decisions import EMPTY_DETAILS, Decision, DecisionHook, decisions_logger, emit
 from ._models import AccessToken
 from ._protocol import Verifier
 from .exceptions import InvalidTokenError, KeysUnavailableError
@@ -46,9 +59,31 @@ __all__ = ["BearerAuthMiddleware", "TokenUser", "get_access_token"]
 
 logger = logging.getLogger("resource_guard.middleware")
 
+_DEBUG = logging.DEBUG
+_REQUEST_PROBLEMS = {
+    DUPLICATE_HEADERS: "duplicate_authorization",
+    TWO_METHODS: "two_methods",
+    MALFORMED_HEADER: "malformed_header",
+    MISSING_TOKEN: "empty_token",
+    MALFORMED_TOKEN: "malformed_bearer_token",
+}
+"""The ``problem`` detail of a 400 ``invalid_request`` refusal, by its description."""
+
 _LIFESPAN_ENDS = frozenset(
     {"lifespan.startup.failed", "lifespan.shutdown.complete", "lifespan.shutdown.failed"}
 )
+
+
+def _error_fields(error: InvalidTokenError) -> dict[str, Any]:
+    """What a refused token's error says about it (see :func:`annotate_refusal`):
+    ``kid``/``alg``, and ``client_id``/``subject``/``details`` once the signature verified."""
+    return {
+        "kid": error.kid,
+        "alg": error.alg,
+        "client_id": error.client_id,
+        "subject": error.subject,
+        "details": error.details,
+    }
 
 
 class TokenUser(BaseUser):
@@ -194,6 +229,10 @@ class BearerAuthMiddleware:
         realm: the ``realm`` of every ``WWW-Authenticate`` challenge.
         manage_verifier: start the verifier at lifespan start-up (eager key fetch) and
             close it at shutdown. Set False when you manage it yourself.
+        on_decision: called with a :class:`~resource_guard.Decision` for every request
+            the middleware (or a route's ``require_scopes``) allows or refuses; public
+            paths make none. Synchronous, on the event loop: keep it quick. What it
+            raises is logged and changes nothing about the request.
     """
 
     def __init__(
@@ -205,6 +244,7 @@ class BearerAuthMiddleware:
         allow_anonymous: bool = False,
         realm: str = "api",
         manage_verifier: bool = True,
+        on_decision: DecisionHook | None = None,
     ) -> None:
         if not callable(getattr(verifier, "verify", None)):
             raise TypeError("verifier must be a TokenVerifier (an object with async verify())")
@@ -212,6 +252,8 @@ class BearerAuthMiddleware:
             raise TypeError("allow_anonymous must be a bool")
         if not isinstance(manage_verifier, bool):
             raise TypeError("manage_verifier must be a bool")
+        if on_decision is not None and not callable(on_decision):
+            raise TypeError("on_decision must be callable: Decision -> None")
         if not isinstance(realm, str):
             raise TypeError("realm must be a str")
         if not realm or not realm.isascii() or not realm.isprintable():
@@ -230,6 +272,7 @@ class BearerAuthMiddleware:
         self._anonymous = allow_anonymous
         self._manage = manage_verifier
         self._replies = BearerReplies(realm)
+        self._hook = on_decision
 
     @property
     def realm(self) -> str:
@@ -247,6 +290,7 @@ class BearerAuthMiddleware:
         if self._public and self._is_public(scope):
             await self._pass_anonymous(scope, receive, send)
             return
+        started = perf_counter() if self._hook is not None else 0.0  # timing for a hook only
         headers = scope.get("headers") or ()
         query = scope.get("query_string") or b""
         # A token verified before: no parsing, no coroutine (the common case). A request
@@ -257,23 +301,26 @@ class BearerAuthMiddleware:
             try:
                 extracted = extract_token(headers, query)
             except BearerRequestError as exc:
-                await send_reply(scope, receive, send, replies.invalid_request(exc.description))
+                await self._bad_request(scope, receive, send, exc.description, started)
                 return
             if extracted is None:
-                await self._no_credentials(scope, receive, send)
+                await self._no_credentials(scope, receive, send, started)
                 return
             raw = extracted
         if kind == "http" and scope["method"] not in BODYLESS_METHODS and has_form_body(headers):
             named, receive = await _form_names_a_token(receive)
             if named:
-                await send_reply(scope, receive, send, replies.invalid_request(TWO_METHODS))
+                await self._bad_request(scope, receive, send, TWO_METHODS, started)
                 return
         if token is None:
-            outcome = await self._verify(raw)
+            outcome = await self._verify(raw, scope, started)
             if isinstance(outcome, Reply):
                 await send_reply(scope, receive, send, outcome)
                 return
             token = outcome
+        if self._hook is not None or decisions_logger.isEnabledFor(_DEBUG):
+            # raw is set only when verify() decided; else cached() answered.
+            self._allowed(scope, token, "verified" if raw else "cached", started)
         scope["auth"] = AuthCredentials(sorted(token.scopes))
         scope["user"] = TokenUser(token)
         scope[ACCESS_TOKEN_KEY] = token
@@ -299,11 +346,69 @@ class BearerAuthMiddleware:
             return None
         return found if isinstance(found, AccessToken) else None
 
-    async def _no_credentials(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _no_credentials(
+        self, scope: Scope, receive: Receive, send: Send, started: float
+    ) -> None:
         if self._anonymous:
+            if self._hook is not None:
+                scope[OBSERVER_KEY] = (self._hook, started)  # for a route's refusal
+            self._report(scope, "allowed", "anonymous", None, started)
             await self._pass_anonymous(scope, receive, send)
         else:
+            self._report(scope, "refused", "missing_token", 401, started)
             await send_reply(scope, receive, send, self._replies.missing)
+
+    async def _bad_request(
+        self, scope: Scope, receive: Receive, send: Send, description: str, started: float
+    ) -> None:
+        """400 ``invalid_request``; the decision names the problem (``two_methods``...)."""
+        problem = _REQUEST_PROBLEMS.get(description, "other")
+        self._report(scope, "refused", "invalid_request", 400, started, {"problem": problem})
+        await send_reply(scope, receive, send, self._replies.invalid_request(description))
+
+    # -- decisions ---------------------------------------------------------------------
+
+    def _report(
+        self,
+        scope: Scope,
+        outcome: Literal["allowed", "refused"],
+        reason: str,
+        status: int | None,
+        started: float,
+        details: dict[str, str] | None = None,
+        error: InvalidTokenError | None = None,
+    ) -> None:
+        """Log the decision and hand it to the hook (nothing is built when neither wants it)."""
+        hook = self._hook
+        level = logging.INFO if outcome == "refused" else _DEBUG
+        if hook is None and not decisions_logger.isEnabledFor(level):
+            return
+        method, path = decision_path(scope)
+        fields: dict[str, Any] = {
+            "details": MappingProxyType(details) if details else EMPTY_DETAILS
+        }
+        if error is not None:
+            fields.update(_error_fields(error))
+        duration = None if hook is None else perf_counter() - started
+        emit(Decision(outcome, reason, status, method, path, duration=duration, **fields), hook)
+
+    def _allowed(self, scope: Scope, token: AccessToken, reason: str, started: float) -> None:
+        hook = self._hook
+        if hook is not None:
+            scope[OBSERVER_KEY] = (hook, started)  # a route's refusal reports to it too
+        method, path = decision_path(scope)
+        decision = Decision(
+            "allowed",
+            reason,
+            None,
+            method,
+            path,
+            client_id=token.client_id,
+            subject=token.subject,
+            kid=token.key_id,
+            duration=None if hook is None else perf_counter() - started,
+        )
+        emit(decision, hook)
 
     async def _pass_through(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Lifespan (starting and closing the verifier when managed) and other scopes."""
@@ -312,14 +417,17 @@ class BearerAuthMiddleware:
         else:
             await self.app(scope, receive, send)
 
-    async def _verify(self, raw: str) -> AccessToken | Reply:
-        """The verified token, or the reply refusing it."""
+    async def _verify(self, raw: str, scope: Scope, started: float) -> AccessToken | Reply:
+        """The verified token, or the reply refusing it (its decision reported)."""
         replies = self._replies
         try:
             return await self.verifier.verify(raw)
         except InvalidTokenError as exc:
+            self._report(scope, "refused", exc.code, 401, started, error=exc)
             return replies.invalid_token(exc.description)
         except KeysUnavailableError as exc:
+            retry = {"retry_after": f"{exc.retry_after:.0f}"}
+            self._report(scope, "refused", exc.code, 503, started, retry)
             return replies.keys_unavailable(exc.retry_after)
         except Exception as exc:
             # A bug or an unforeseen failure: refuse without detail, log without the token.
@@ -328,6 +436,8 @@ class BearerAuthMiddleware:
                 type(exc).__name__,
                 exc_info=exc,
             )
+            error = {"error": type(exc).__name__[:60]}
+            self._report(scope, "refused", "verifier_error", 503, started, error)
             return replies.unavailable
 
     def _is_public(self, scope: Scope) -> bool:
@@ -350,9 +460,14 @@ class BearerAuthMiddleware:
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass lifespan through; start the verifier before the app's start-up runs, close
-        it after the app's shutdown finished (or its start-up failed)."""
+        it after the app's shutdown finished (or its start-up failed).
+
+        A verifier that fails to start (``fail_fast`` and a misconfiguration) is logged on
+        ``resource_guard.middleware`` and answered with ``lifespan.startup.failed``, so the
+        server stops instead of serving without keys; the app's start-up never runs."""
         verifier = self.verifier
         started = closed = shutting_down = False
+        failure: Exception | None = None
 
         async def close() -> None:
             nonlocal closed
@@ -361,22 +476,34 @@ class BearerAuthMiddleware:
                 await verifier.aclose()
 
         async def receive_lifespan() -> Message:
-            nonlocal started, shutting_down
+            nonlocal started, shutting_down, failure
             message = await receive()
             if message["type"] == "lifespan.startup":
                 started = True
-                await verifier.start()
+                try:
+                    await verifier.start()
+                except Exception as exc:
+                    failure = exc
+                    logger.critical("start-up failed: the verifier did not start: %s", exc)
+                    await close()
+                    await send({"type": "lifespan.startup.failed", "message": f"{exc}"})
+                    raise
             else:  # the only other lifespan message: lifespan.shutdown
                 shutting_down = True
             return message
 
         async def send_lifespan(message: Message) -> None:
+            if failure is not None:
+                return  # start-up failed and was answered: nothing more goes out
             if message["type"] in _LIFESPAN_ENDS:
                 await close()
             await send(message)
 
         try:
             await self.app(scope, receive_lifespan, send_lifespan)
+        except Exception as exc:
+            if exc is not failure:
+                raise  # the verifier's failure was answered with startup.failed
         finally:
             if shutting_down:
                 await close()

@@ -4,13 +4,18 @@ where simpler."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
+from resource_guard._keyset import MAX_JWKS_KEYS
 from resource_guard.diagnose import FAIL, OK, WARN, Diagnosis, diagnose, issuer_hint
 from resource_guard.testing import FakeIssuer
 
@@ -38,6 +43,20 @@ def findings(out: str) -> dict[str, dict[str, str]]:
 
 def signature(token: str) -> str:
     return token.rsplit(".", 1)[1]
+
+
+def with_header(token: str, **header: object) -> str:
+    """``token`` with its header replaced (as a buggy or hostile issuer might send it)."""
+    encoded = base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
+    return encoded + token[token.index(".") :]
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 # -- the issuer ------------------------------------------------------------------------------------
@@ -158,6 +177,88 @@ def test_jwks_down(capsys: pytest.CaptureFixture[str], idp: FakeIssuer) -> None:
     assert found["signature"]["status"] == WARN  # not checked without keys
 
 
+@pytest.mark.parametrize(
+    ("jwks_uri", "reason"),
+    [("http://idp.example.com/jwks.json", "https"), (None, "jwks_uri")],
+    ids=["plain-http", "missing"],
+)
+def test_discovered_jwks_uri_unusable(
+    capsys: pytest.CaptureFixture[str], idp: FakeIssuer, jwks_uri: str | None, reason: str
+) -> None:
+    idp.metadata_overrides["jwks_uri"] = jwks_uri  # None: the document has no jwks_uri
+    status, out, _ = check(capsys, idp, "--json", "--token", idp.mint())
+    found = findings(out)
+    assert status == 3
+    assert (found["discovery"]["status"], found["issuer"]["status"]) == (OK, OK)
+    assert found["jwks_uri"]["status"] == FAIL
+    assert found["jwks_uri"]["expected"] == "an https (or loopback) URL"
+    assert reason in found["jwks_uri"]["actual"]
+    assert "jwks" not in found  # nothing fetched from a URL refused
+    assert found["signature"]["actual"] == "not checked: no usable keys"
+
+
+def test_jwks_without_keys_list(capsys: pytest.CaptureFixture[str], idp: FakeIssuer) -> None:
+    idp.fault("no_keys")
+    status, out, _ = check(capsys, idp)
+    assert status == 3
+    assert "  FAIL  jwks        no 'keys' list" in out
+    assert f"{' ' * 20}expected: a JSON object with a 'keys' list" in out
+    assert "algorithms" not in out  # no keys: nothing to compare
+
+
+def test_keys_past_the_limit_are_ignored(
+    capsys: pytest.CaptureFixture[str], idp: FakeIssuer
+) -> None:
+    for index in range(MAX_JWKS_KEYS):
+        idp.publish_raw_jwk({"kty": "oct", "kid": f"shared-{index}", "k": "c2VjcmV0"})
+    status, out, _ = check(capsys, idp, "--json")
+    document = json.loads(out)
+    limit = [f for f in document["findings"] if f["check"] == "jwks" and f["status"] == WARN]
+    assert status == 0
+    assert [(f["expected"], f["actual"]) for f in limit] == [
+        (f"at most {MAX_JWKS_KEYS} keys", "1 more ignored")
+    ]
+    assert findings(out)["jwks"]["actual"] == f"1 usable of {MAX_JWKS_KEYS + 1}"
+    assert f"key kid='shared-{MAX_JWKS_KEYS - 1}'" not in {f["check"] for f in document["findings"]}
+
+
+def test_a_key_no_allowed_algorithm_fits(
+    capsys: pytest.CaptureFixture[str], idp: FakeIssuer
+) -> None:
+    rsa = idp.add_key("RS256")
+    status, out, _ = check(capsys, idp, "--algorithm", "ES256")
+    assert status == 0  # the ES256 key still verifies: a warning
+    assert "  WARN  algorithms  the keys verify: ES256, RS256" in out
+    assert f"{' ' * 20}expected: allowed: ES256" in out.splitlines()
+    hint = f"hint: keys no allowed algorithm fits (tokens they sign are refused): {rsa.kid!r}"
+    assert " " * 20 + hint in out.splitlines()  # the whole kid (a 43-character thumbprint)
+
+
+def test_an_unreachable_issuer(capsys: pytest.CaptureFixture[str]) -> None:
+    issuer = f"http://127.0.0.1:{closed_port()}"
+    status, out, _ = run(capsys, "check", "--issuer", issuer, "--audience", AUDIENCE, "--json")
+    found = findings(out)
+    assert status == 3
+    assert found["discovery"]["status"] == FAIL
+    assert "configure jwks_uri (--jwks-uri)" in found["discovery"]["hint"]
+    assert "clock skew" not in found  # no reply: no Date to compare with
+
+
+async def test_a_clock_off_is_a_warning() -> None:
+    issuer = FakeIssuer(algorithm="ES256")
+    with issuer.serve():
+        result = await diagnose(
+            {"issuer": issuer.issuer, "audience": AUDIENCE}, clock=lambda: time.time() + 120
+        )
+    skew = {f.check: f for f in result.findings}["clock skew"]
+    assert skew.status == WARN
+    assert skew.expected == "within 30 s (the leeway) of the IdP's Date header"
+    assert skew.actual.startswith("this clock is about 12")  # 120 s, give or take a second
+    assert " s ahead of the IdP's (" in skew.actual
+    assert "synchronise it (NTP)" in skew.hint
+    assert not result.failed("idp")
+
+
 # -- the token -------------------------------------------------------------------------------------
 
 
@@ -252,6 +353,94 @@ def test_a_forged_signature_and_a_malformed_token(
     assert (status, findings(out)["format"]["status"]) == (1, FAIL)
 
 
+@pytest.mark.parametrize(
+    ("header", "check_name", "actual", "hint"),
+    [
+        ({"alg": "ES256", "kid": 5}, "kid", "5", "the header's alg or kid is not a string"),
+        ({"alg": "ES256", "typ": 1}, "typ", "1", "not an access token (an ID token?)"),
+        ({"alg": "ES256", "typ": "dpop+jwt"}, "typ", "'dpop+jwt'", "not an access token"),
+    ],
+    ids=["kid-not-a-string", "typ-not-a-string", "typ-not-an-access-token"],
+)
+def test_a_wrong_header(
+    capsys: pytest.CaptureFixture[str],
+    idp: FakeIssuer,
+    header: dict[str, object],
+    check_name: str,
+    actual: str,
+    hint: str,
+) -> None:
+    token = with_header(idp.mint(), **header)
+    status, out, _ = check(capsys, idp, "--token", token, "--json")
+    found = findings(out)[check_name]
+    assert status == 1
+    assert (found["status"], found["area"], found["actual"]) == (FAIL, "token", actual)
+    assert found["hint"].startswith(hint)
+    assert findings(out)["verdict"]["status"] == FAIL
+    assert signature(token) not in out
+
+
+def test_an_id_token_in_strict_mode(
+    capsys: pytest.CaptureFixture[str], idp: FakeIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in idp.environ().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("RESOURCE_GUARD_STRICT", "true")
+    status, out, _ = run(capsys, "check", "--env", "--token", idp.mint(typ="JWT"))
+    assert status == 1
+    assert "  FAIL  typ         'JWT'" in out
+    assert f"{' ' * 20}expected: at+jwt" in out.splitlines()
+    assert "hint: not an access token (an ID token?)" in out
+    assert "refused (invalid_token_type)" in out
+
+
+@pytest.mark.parametrize(
+    ("mint", "check_name", "actual"),
+    [
+        ({"omit": ["exp"]}, "exp", "(missing)"),
+        ({"claims": {"nbf": "soon"}}, "nbf", "not a number"),
+        ({"claims": {"iat": True}}, "iat", "not a number"),
+        ({"omit": ["aud"]}, "aud", "(missing)"),
+        ({"claims": {"aud": 5}}, "aud", "5"),
+    ],
+    ids=["no-exp", "nbf-text", "iat-bool", "no-aud", "aud-number"],
+)
+def test_a_wrong_claim(
+    capsys: pytest.CaptureFixture[str],
+    idp: FakeIssuer,
+    mint: dict[str, Any],
+    check_name: str,
+    actual: str,
+) -> None:
+    status, out, _ = check(capsys, idp, "--token", idp.mint(**mint), "--json")
+    found = findings(out)
+    assert status == 1
+    assert (found[check_name]["status"], found[check_name]["actual"]) == (FAIL, actual)
+    assert found["signature"]["actual"] == "verifies"
+    assert found["verdict"]["actual"].startswith("refused (")
+
+
+def test_a_time_past_the_calendar(capsys: pytest.CaptureFixture[str], idp: FakeIssuer) -> None:
+    status, out, _ = check(capsys, idp, "--token", idp.mint(claims={"exp": 1e20}), "--json")
+    found = findings(out)
+    assert found["exp"]["actual"] == "1e+20 (not a representable time)"
+    assert found["verdict"]["actual"] == "refused (invalid_claim): 'exp' claim is out of range"
+    assert status == 1
+
+
+def test_leeway_and_timeout(capsys: pytest.CaptureFixture[str], idp: FakeIssuer) -> None:
+    token = idp.mint(expires_in=-10)  # expired 10 s ago: within the default 30 s leeway
+    status, _, _ = check(capsys, idp, "--token", token)
+    assert status == 0
+    status, out, _ = check(capsys, idp, "--token", token, "--leeway", "0", "--timeout", "2.5")
+    assert status == 1
+    assert "expected: later than now - 0 s leeway" in out
+    assert "hint: the token expired: get a new one" in out
+    status, _, err = check(capsys, idp, "--leeway", "soon")
+    assert status == 2
+    assert "--leeway: 'soon' is not a number of seconds" in err
+
+
 # -- --env and usage -------------------------------------------------------------------------------
 
 
@@ -303,3 +492,29 @@ async def test_diagnose_in_process() -> None:
     assert not result.failed("idp")
     assert not result.failed("token")
     assert by_name["verdict"].status == OK
+
+
+async def test_keys_gone_by_the_time_the_token_is_verified() -> None:
+    """The IdP fails between the JWKS check and the verifier's own fetch: the verdict
+    cannot be reached, which is the issuer's fault (exit status 3), not the token's."""
+    issuer = FakeIssuer(algorithm="ES256")
+
+    async def then_fail(response: httpx.Response) -> None:
+        if str(response.request.url) == issuer.jwks_uri:
+            issuer.fault("status", endpoint="jwks", status=503)
+
+    async with issuer.async_client(event_hooks={"response": [then_fail]}) as client:
+        result = await diagnose(
+            {"issuer": issuer.issuer, "audience": AUDIENCE}, issuer.mint(), http_client=client
+        )
+    by_name = {f.check: f for f in result.findings}
+    assert by_name["jwks"].status == OK
+    assert (by_name["signature"].status, by_name["signature"].actual) == (
+        WARN,
+        "not checked: keys unavailable",
+    )
+    verdict = by_name["verdict"]
+    assert (verdict.status, verdict.area, verdict.expected) == (FAIL, "idp", "keys to decide with")
+    assert "503" in verdict.actual
+    assert result.failed("idp")
+    assert not result.failed("token")

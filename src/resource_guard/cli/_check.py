@@ -95,13 +95,17 @@ def check(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
     """Run the diagnosis and print it; the exit status says what failed."""
     raw = read_token(args.token, stdin) if args.token is not None else None
     options = _options(args)
+    # Everything happens in the coroutine: nothing follows asyncio.run() in this frame.
+    return asyncio.run(_check(options, raw, args.json, out))
+
+
+async def _check(options: dict[str, Any], raw: str | None, as_json: bool, out: TextIO) -> int:
     try:
-        # Everything happens in the coroutine: nothing follows asyncio.run() in this frame.
-        result = asyncio.run(diagnose(options, raw))
+        result = await diagnose(options, raw)
     except (TypeError, ValueError) as exc:  # options TokenVerifier refuses
         raise CLIError(str(exc)) from None
     status = exit_status(result)
-    if args.json:
+    if as_json:
         document = {
             "ok": status == EXIT_OK,
             "exit_status": status,

@@ -22,6 +22,7 @@ from ._clock import FakeClock
 from ._faults import ENDPOINTS, FAULT_KINDS
 from ._issuer import DEFAULT_AUDIENCE, DEFAULT_ISSUER, FakeIssuer
 from ._keys import SUPPORTED_ALGORITHMS, SigningKey, generate_key
+from ._shapes import SHAPES
 from ._tokens import CURRENT
 from ._transport import FakeIssuerTransport
 
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_ISSUER",
     "ENDPOINTS",
     "FAULT_KINDS",
+    "SHAPES",
     "SUPPORTED_ALGORITHMS",
     "AppClient",
     "FakeClock",

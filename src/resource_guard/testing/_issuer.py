@@ -30,6 +30,7 @@ from ._http import HTTPReply, HTTPRequest, json_reply
 from ._keyring import KeyRing
 from ._keys import SUPPORTED_ALGORITHMS, SigningKey, check_algorithm, generate_key
 from ._server import LoopbackServer, ServeContext
+from ._shapes import SHAPES, apply_shape, shape_headers
 from ._token_endpoint import (
     OAuthError,
     RegisteredClient,
@@ -58,6 +59,7 @@ class _Default(str):
 
 
 _DEFAULT_ENDPOINT: Final = _Default("jwks")
+_DEFAULT_TYP: Final = _Default("at+jwt")
 
 
 class FakeIssuer:
@@ -70,6 +72,11 @@ class FakeIssuer:
     ``jwks_max_age`` (also a settable property) is the JWKS ``Cache-Control: max-age``
     (None: no header). ``metadata_overrides`` (a dict attribute) is merged into both
     metadata documents; a None value removes that member.
+
+    ``shape`` makes every token look like one identity provider's (one of :data:`SHAPES`:
+    ``okta``, ``auth0``, ``entra-v2``...): :meth:`mint` and the token endpoint put the
+    client, the scopes and the audience where that provider does and add its fixed claims;
+    give the issuer URL the provider's preset expects (docs/providers.md).
 
     A keyword naming one algorithm is ``algorithm`` everywhere (``alg`` is the JOSE header
     member, as in :attr:`SigningKey.alg`); ``alg=`` still works where it used to, with a
@@ -84,6 +91,7 @@ class FakeIssuer:
         algorithm: str = "RS256",
         clock: Callable[[], float] = time.time,
         jwks_max_age: int | None = 300,
+        shape: str | None = None,
     ) -> None:
         parts = urlsplit(non_empty_str("issuer", issuer))
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -93,6 +101,9 @@ class FakeIssuer:
         check_algorithm(algorithm, "algorithm")
         if not callable(clock):
             raise TypeError("clock must be a callable returning epoch seconds")
+        if shape is not None:
+            one_of("shape", shape, SHAPES, unknown="unknown shape")
+        self._shape = shape
         self._issuer = issuer
         self._origin = f"{parts.scheme}://{parts.netloc}"
         self._path = parts.path
@@ -149,6 +160,11 @@ class FakeIssuer:
     def audience(self) -> str | tuple[str, ...]:
         """The default ``aud`` of minted tokens."""
         return self._audience
+
+    @property
+    def shape(self) -> str | None:
+        """The identity provider whose token shape :meth:`mint` follows (None: plain)."""
+        return self._shape
 
     @property
     def jwks_max_age(self) -> int | None:
@@ -280,7 +296,7 @@ class FakeIssuer:
         omit: Iterable[str] = (),
         algorithm: str | None = None,
         kid: str | Current | None = CURRENT,
-        typ: str | None = "at+jwt",
+        typ: str | None = _DEFAULT_TYP,
         headers: Mapping[str, Any] | None = None,
         key: SigningKey | str | bytes | None = None,
         issued_at: float | None = None,
@@ -294,8 +310,10 @@ class FakeIssuer:
         newest published key for ``algorithm`` (generated and published if needed), or
         ``key`` (a :class:`SigningKey`, or an HMAC secret for ``HS*``);
         ``algorithm="none"`` makes an unsigned token. ``kid`` defaults to the key's own,
-        None omits it. ``typ=None`` omits the header ``typ``; ``headers`` adds or overrides
-        header fields. ``alg=`` is the deprecated spelling of ``algorithm=``.
+        None omits it. ``typ=None`` omits the header ``typ`` (default ``at+jwt``, or the
+        :attr:`shape`'s); ``headers`` adds or overrides header fields. With a :attr:`shape`,
+        its claims are made before ``claims`` and ``omit`` apply. ``alg=`` is the deprecated
+        spelling of ``algorithm=``.
         """
         algorithm = renamed("algorithm", algorithm, "alg", alg)
         if algorithm is not None and not isinstance(algorithm, str):
@@ -317,13 +335,29 @@ class FakeIssuer:
             client_id=client_id,
             scopes=scopes,
         )
+        shape = self._shape
+        if shape is not None:
+            shaped_typ = apply_shape(shape, payload)
+            typ = shaped_typ if typ is _DEFAULT_TYP else typ
         payload.update(claims or {})
         for name in omit:
             payload.pop(name, None)
-        signer: SigningKey | str | bytes | None
+        signer = self._signer(algorithm, key)
+        algorithm = algorithm or (signer.alg if isinstance(signer, SigningKey) else "none")
+        if shape is not None:
+            own = signer.kid if isinstance(signer, SigningKey) else None
+            chosen = own if kid is CURRENT else kid
+            headers = {**shape_headers(shape, chosen), **(headers or {})}
+        return sign(payload, algorithm=algorithm, key=signer, kid=kid, typ=typ, headers=headers)
+
+    def _signer(
+        self, algorithm: str | None, key: SigningKey | str | bytes | None
+    ) -> SigningKey | str | bytes | None:
+        """What :meth:`mint` signs with: ``key``, the current key, the newest key for
+        ``algorithm``, or None for ``algorithm="none"``."""
         if isinstance(key, SigningKey):
-            signer = key
-        elif key is not None:
+            return key
+        if key is not None:
             if not isinstance(key, str | bytes):
                 raise TypeError(
                     "key must be a SigningKey, or a str/bytes HMAC secret with "
@@ -333,20 +367,16 @@ class FakeIssuer:
                 raise ValueError(
                     "a str/bytes key is an HMAC secret: pass algorithm='HS256' (or HS384/512)"
                 )
-            signer = key
-        elif algorithm == "none":
-            signer = None
-        elif algorithm is None:
-            signer = self.current_key
-        elif algorithm in SUPPORTED_ALGORITHMS:
-            signer = self._keys.newest_for(algorithm)
-        else:
-            raise ValueError(
-                f"no key for {algorithm!r}: pass key=<secret> for HS* or one of "
-                f"{SUPPORTED_ALGORITHMS}"
-            )
-        algorithm = algorithm or (signer.alg if isinstance(signer, SigningKey) else "none")
-        return sign(payload, algorithm=algorithm, key=signer, kid=kid, typ=typ, headers=headers)
+            return key
+        if algorithm == "none":
+            return None
+        if algorithm is None:
+            return self.current_key
+        if algorithm in SUPPORTED_ALGORITHMS:
+            return self._keys.newest_for(algorithm)
+        raise ValueError(
+            f"no key for {algorithm!r}: pass key=<secret> for HS* or one of {SUPPORTED_ALGORITHMS}"
+        )
 
     def mint_expired(
         self, subject: str | None = "user-123", *, ago: int = 3600, **options: Any
