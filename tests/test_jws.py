@@ -206,3 +206,8 @@ def test_read_unverified_tolerates_padding_and_checks_nothing() -> None:
 def test_a_payload_outside_the_base64url_alphabet_is_not_a_compact_jws() -> None:
     with pytest.raises(MalformedTokenError, match="compact JWS"):
         parse(f"{segment(HEADER)}.{segment(PAYLOAD)}+.AAAA")
+
+
+def test_a_header_segment_is_parsed_once_and_remembered() -> None:
+    parser = TokenParser(max_length=4096)
+    assert parser.header(segment(HEADER)) is parser.header(segment(HEADER))
