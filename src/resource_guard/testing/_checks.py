@@ -12,6 +12,7 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any, TypeVar
 
 from .._options import renamed
+from .._scopes import check_scope_names
 
 __all__ = [
     "audience_value",
@@ -92,18 +93,16 @@ def audience_value(name: str, value: object) -> str | tuple[str, ...]:
 
 
 def scope_tuple(name: str, value: object) -> tuple[str, ...]:
-    """Scopes from a space-delimited str or an iterable of str, duplicates dropped."""
+    """Scopes from a space-delimited str or an iterable of str, duplicates dropped, each
+    an RFC 6749 scope-token (a malformed scope claim is minted with ``claims=``)."""
     if isinstance(value, str):
-        return tuple(dict.fromkeys(value.split()))
-    if not isinstance(value, Iterable):
+        value = [part for part in value.split(" ") if part]
+    elif not isinstance(value, Iterable):
         raise TypeError(f"{name} must be a space-delimited str or an iterable of str")
-    scopes = tuple(dict.fromkeys(value))
-    for scope in scopes:
-        if not isinstance(scope, str):
-            raise TypeError(f"every {name} value must be a str, got {type(scope).__name__}")
-        if not scope or " " in scope:
-            raise ValueError(f"every {name} value must be a non-empty str without spaces")
-    return scopes
+    try:
+        return check_scope_names(value)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{name}: {exc}") from None
 
 
 def renamed_in(options: MutableMapping[str, Any], new_name: str, old_name: str) -> None:
