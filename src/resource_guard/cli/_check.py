@@ -21,6 +21,7 @@ from ._common import (
     ListOption,
     formatter,
     read_token,
+    seconds_value,
 )
 
 __all__ = ["EXIT_MISCONFIGURED", "EXIT_REFUSED", "add_check_command", "check"]
@@ -117,13 +118,6 @@ async def _check(options: dict[str, Any], raw: str | None, as_json: bool, out: T
     return status
 
 
-def _seconds(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-
-
 def add_check_command(commands: argparse._SubParsersAction[Any]) -> None:
     """``check``: options are the TokenVerifier keywords of the same name (as ``verify``)."""
     parser = commands.add_parser(
@@ -168,10 +162,10 @@ def add_check_command(commands: argparse._SubParsersAction[Any]) -> None:
         help="accept plain-http URLs that are not loopback (trusted networks only)",
     )
     parser.add_argument(
-        "--leeway", type=_seconds, metavar="SECONDS", help="clock skew tolerated (default 30)"
+        "--leeway", type=seconds_value, metavar="SECONDS", help="clock skew tolerated (default 30)"
     )
     parser.add_argument(
-        "--timeout", type=_seconds, metavar="SECONDS", help="fetch deadline (default 5)"
+        "--timeout", type=seconds_value, metavar="SECONDS", help="fetch deadline (default 5)"
     )
     parser.add_argument(
         "--token", metavar="TOKEN", help="also check this token (- reads it from stdin)"

@@ -24,6 +24,7 @@ __all__ = [
     "format_time",
     "formatter",
     "read_token",
+    "seconds_value",
     "split_words",
 ]
 
@@ -184,3 +185,11 @@ def format_time(timestamp: float, now: float, *, expiry: bool = False) -> str:
     else:
         relative = f"in {span}" if delta >= 0 else f"{span} ago"
     return f"{moment} ({relative})"
+
+
+def seconds_value(text: str) -> float:
+    """An argparse ``type`` for a plain number of seconds (``--leeway``, ``--timeout``)."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None

@@ -28,6 +28,7 @@ from ._common import (
     format_time,
     formatter,
     read_token,
+    seconds_value,
 )
 
 __all__ = ["add_verify_command", "verify_token"]
@@ -101,13 +102,6 @@ async def _verify(args: argparse.Namespace, verifier: TokenVerifier, raw: str, o
     return EXIT_OK
 
 
-def _seconds(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-
-
 def add_verify_command(commands: argparse._SubParsersAction[Any]) -> None:
     """``verify``: every option is the :class:`~resource_guard.TokenVerifier` keyword of
     the same name (``--scope-claim`` and ``--algorithm`` name one item of a list)."""
@@ -166,10 +160,18 @@ def add_verify_command(commands: argparse._SubParsersAction[Any]) -> None:
         "space-separated)",
     )
     verify.add_argument(
-        "--leeway", type=_seconds, default=30, metavar="SECONDS", help="clock skew (default 30)"
+        "--leeway",
+        type=seconds_value,
+        default=30,
+        metavar="SECONDS",
+        help="clock skew (default 30)",
     )
     verify.add_argument(
-        "--timeout", type=_seconds, default=5, metavar="SECONDS", help="fetch deadline (default 5)"
+        "--timeout",
+        type=seconds_value,
+        default=5,
+        metavar="SECONDS",
+        help="fetch deadline (default 5)",
     )
     verify.add_argument("--json", action="store_true", help="print JSON instead of text")
     verify.set_defaults(handler=lambda args, streams: verify_token(args, streams[0], streams[2]))
