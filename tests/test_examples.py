@@ -21,6 +21,7 @@ AUDIENCE = "api://orders"
 
 fastapi_example = load_example("fastapi_app")
 starlette_example = load_example("starlette_app")
+swagger_ui_example = load_example("swagger_ui")
 
 
 @pytest.fixture(params=["fastapi", "starlette"])
@@ -120,6 +121,34 @@ async def test_fastapi_example_documents_client_credentials(
         "tokenUrl": fake.token_endpoint,
         "scopes": {"orders:read": "List and read orders", "orders:write": "Create orders"},
     }
+
+
+async def test_swagger_ui_example_serves_swagger_ui_itself(
+    verifier: TokenVerifier, fake: FakeIssuer
+) -> None:
+    """No CDN: the page, its assets and the OAuth redirect page are local and public; the
+    API stays protected (tests/e2e/test_swagger_ui.py clicks through it in Chromium)."""
+    app = swagger_ui_example.create_app(verifier)
+    assets = swagger_ui_example.ASSETS_URL
+    async with lifespan(app), client(app) as http:
+        docs = await http.get("/docs")
+        script = await http.get(f"{assets}/swagger-ui-bundle.js")
+        style = await http.get(f"{assets}/swagger-ui.css")
+        redirect = await http.get("/docs/oauth2-redirect")
+        document = (await http.get("/openapi.json")).json()
+        refused = await http.get("/orders")
+        allowed = await http.get("/orders", headers=auth(fake, "orders:read"))
+    assert docs.status_code == 200
+    for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"):
+        assert f'"{assets}/{name}"' in docs.text
+    assert "://" not in docs.text  # no absolute URL: nothing from a CDN
+    assert script.status_code == style.status_code == redirect.status_code == 200
+    assert "SwaggerUIBundle" in script.text
+    assert "/docs" not in document["paths"]
+    flow = document["components"]["securitySchemes"]["bearerAuth"]["flows"]["clientCredentials"]
+    assert flow["tokenUrl"] == fake.token_endpoint
+    assert refused.status_code == 401
+    assert allowed.json() == [{"item": "coffee"}]
 
 
 async def test_starlette_example_feed_needs_orders_read(

@@ -26,7 +26,7 @@ from ._checks import (
     seconds,
 )
 from ._faults import ENDPOINTS, Fault
-from ._http import HTTPReply, HTTPRequest, json_reply
+from ._http import HTTPReply, HTTPRequest, cors_preflight, json_reply, with_cors
 from ._keyring import KeyRing
 from ._keys import SUPPORTED_ALGORITHMS, SigningKey, check_algorithm, generate_key
 from ._server import LoopbackServer, ServeContext
@@ -77,6 +77,10 @@ class FakeIssuer:
     ``okta``, ``auth0``, ``entra-v2``...): :meth:`mint` and the token endpoint put the
     client, the scopes and the audience where that provider does and add its fixed claims;
     give the issuer URL the provider's preset expects (docs/providers.md).
+
+    The endpoints answer CORS preflights and allow any origin to read their replies, so a
+    browser page (Swagger UI's Authorize button) can get tokens: a testing-only behaviour
+    no real authorization server should copy (docs/testing.md).
 
     A keyword naming one algorithm is ``algorithm`` everywhere (``alg`` is the JOSE header
     member, as in :attr:`SigningKey.alg`); ``alg=`` still works where it used to, with a
@@ -535,7 +539,11 @@ class FakeIssuer:
         }
 
     def _respond(self, request: HTTPRequest) -> HTTPReply:
-        """Answer one request: count it, apply its endpoint's fault, else reply normally."""
+        """Answer one request: count it, apply its endpoint's fault, else reply normally.
+
+        CORS (testing only): a preflight (``OPTIONS``) is answered at once, neither counted
+        nor faulted, and every other reply of an endpoint lets the page's origin read it.
+        """
         path = request.path
         moved = path.startswith(_MOVED + "/")
         if moved:
@@ -543,17 +551,21 @@ class FakeIssuer:
         endpoint = self._routes().get(path)
         if endpoint is None:
             return json_reply(404, {"error": "not_found"})
+        if request.method == "OPTIONS":
+            return cors_preflight(request, "POST" if endpoint == "token" else "GET")
         with self._lock:
             self.counts[endpoint] += 1
             fault = None if moved else self._faults.get(endpoint)
             if fault is not None and fault.take():
                 del self._faults[endpoint]
         if fault is None:
-            return self._endpoint_reply(endpoint, request)
-        return fault.apply(
-            lambda: self._endpoint_reply(endpoint, request),
-            self._current_origin() + _MOVED + path,
-        )
+            reply = self._endpoint_reply(endpoint, request)
+        else:
+            reply = fault.apply(
+                lambda: self._endpoint_reply(endpoint, request),
+                self._current_origin() + _MOVED + path,
+            )
+        return with_cors(reply, request)
 
     def _endpoint_reply(self, endpoint: str, request: HTTPRequest) -> HTTPReply:
         if endpoint == "token":

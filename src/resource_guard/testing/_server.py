@@ -69,8 +69,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(reply.status)
         for name, value in reply.headers:
             self.send_header(name, value)
-        if not any(name == "content-length" for name, _ in reply.headers):
-            self.send_header("Content-Length", str(len(reply.body)))
+        if reply.status != 204 and not any(name == "content-length" for name, _ in reply.headers):
+            self.send_header("Content-Length", str(len(reply.body)))  # none on 204 (RFC 9110)
         self.end_headers()
         if reply.drip is None:
             self.wfile.write(reply.body)
