@@ -131,6 +131,7 @@ class Inflater:
 
     def __init__(self, encoding: str, limit: int) -> None:
         if encoding in ("", "identity"):
+            # zlib has no public name for the type decompressobj() returns.
             self._inflate: zlib._Decompress | None = None
         elif encoding in ("gzip", "x-gzip"):
             self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)

@@ -18,6 +18,7 @@ from ._common import (
     EXIT_OK,
     EXIT_UNAVAILABLE,
     CLIError,
+    Commands,
     ListOption,
     formatter,
     read_token,
@@ -118,7 +119,7 @@ async def _check(options: dict[str, Any], raw: str | None, as_json: bool, out: T
     return status
 
 
-def add_check_command(commands: argparse._SubParsersAction[Any]) -> None:
+def add_check_command(commands: Commands) -> None:
     """``check``: options are the TokenVerifier keywords of the same name (as ``verify``)."""
     parser = commands.add_parser(
         "check",

@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, TextIO
+from typing import Any, Final, TextIO, TypeAlias
 
 __all__ = [
     "DEFAULT_CLI_ISSUER",
@@ -17,6 +17,7 @@ __all__ = [
     "EXIT_USAGE",
     "MAX_INPUT_BYTES",
     "CLIError",
+    "Commands",
     "ListOption",
     "StoreOption",
     "deprecation_notes",
@@ -27,6 +28,11 @@ __all__ = [
     "seconds_value",
     "split_words",
 ]
+
+# argparse has no public name for the object add_subparsers() returns; this alias is the
+# one place that names it, for the commands' add_*_command(commands) functions.
+Commands: TypeAlias = "argparse._SubParsersAction[Any]"
+"""What ``ArgumentParser.add_subparsers()`` returns: each command adds its parser to it."""
 
 EXIT_OK: Final = 0
 EXIT_INVALID: Final = 1

@@ -20,6 +20,7 @@ from ._common import (
     EXIT_OK,
     MAX_INPUT_BYTES,
     CLIError,
+    Commands,
     ListOption,
     formatter,
     split_words,
@@ -249,7 +250,7 @@ def _port(text: str) -> int:
     return port
 
 
-def add_issuer_command(commands: argparse._SubParsersAction[Any]) -> None:
+def add_issuer_command(commands: Commands) -> None:
     """``issuer serve``."""
     issuer = commands.add_parser(
         "issuer",

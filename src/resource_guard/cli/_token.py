@@ -22,6 +22,7 @@ from ._common import (
     EXIT_INVALID,
     EXIT_OK,
     CLIError,
+    Commands,
     ListOption,
     StoreOption,
     format_time,
@@ -133,7 +134,7 @@ def inspect_token(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
     return EXIT_OK
 
 
-def _add_mint(token_commands: argparse._SubParsersAction[Any]) -> None:
+def _add_mint(token_commands: Commands) -> None:
     mint = token_commands.add_parser(
         "mint",
         help="print a signed access token (for curl and manual tests)",
@@ -197,7 +198,7 @@ def _add_mint(token_commands: argparse._SubParsersAction[Any]) -> None:
     mint.set_defaults(handler=lambda args, streams: mint_token(args, streams[0], streams[1]))
 
 
-def _add_inspect(token_commands: argparse._SubParsersAction[Any]) -> None:
+def _add_inspect(token_commands: Commands) -> None:
     inspect = token_commands.add_parser(
         "inspect",
         help="show a token's header and claims, UNVERIFIED",
@@ -218,7 +219,7 @@ def _add_inspect(token_commands: argparse._SubParsersAction[Any]) -> None:
     inspect.set_defaults(handler=lambda args, streams: inspect_token(args, streams[0], streams[2]))
 
 
-def add_token_command(commands: argparse._SubParsersAction[Any]) -> None:
+def add_token_command(commands: Commands) -> None:
     """``token mint`` and ``token inspect``."""
     token = commands.add_parser(
         "token",

@@ -24,6 +24,7 @@ from ._common import (
     EXIT_OK,
     EXIT_UNAVAILABLE,
     CLIError,
+    Commands,
     ListOption,
     format_time,
     formatter,
@@ -102,7 +103,7 @@ async def _verify(args: argparse.Namespace, verifier: TokenVerifier, raw: str, o
     return EXIT_OK
 
 
-def add_verify_command(commands: argparse._SubParsersAction[Any]) -> None:
+def add_verify_command(commands: Commands) -> None:
     """``verify``: every option is the :class:`~resource_guard.TokenVerifier` keyword of
     the same name (``--scope-claim`` and ``--algorithm`` name one item of a list)."""
     verify = commands.add_parser(
