@@ -17,7 +17,7 @@ import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -122,6 +122,15 @@ def describe_error(exc: BaseException) -> str:
     return " ".join(text.split())[:_MAX_REASON]
 
 
+class _Decompressor(Protocol):
+    """What Inflater uses of ``zlib.decompressobj()`` (zlib gives its type no public name)."""
+
+    @property
+    def unconsumed_tail(self) -> bytes: ...
+
+    def decompress(self, data: bytes, /, max_length: int = ...) -> bytes: ...
+
+
 class Inflater:
     """Collects a response body, inflating gzip/deflate, and refuses it past ``limit`` bytes.
 
@@ -131,8 +140,7 @@ class Inflater:
 
     def __init__(self, encoding: str, limit: int) -> None:
         if encoding in ("", "identity"):
-            # zlib has no public name for the type decompressobj() returns.
-            self._inflate: zlib._Decompress | None = None
+            self._inflate: _Decompressor | None = None
         elif encoding in ("gzip", "x-gzip"):
             self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
         elif encoding == "deflate":
