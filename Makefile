@@ -12,11 +12,14 @@ DEV_STAMP := $(VENV)/.dev-installed
 DEMO_EXTRAS := fastapi
 DEMO_REQUIREMENTS := uvicorn>=0.30
 LINTED := src tests examples benchmarks
-# The browser test (tests/e2e) drives Debian's Chromium through its chromedriver.
-CHROMIUM := /usr/bin/chromium /usr/bin/chromedriver
+# Debian's programs some tests run for real, as "program=package": the browser test
+# (tests/e2e) drives Chromium through its chromedriver; the DPoP replay-store tests start
+# their own redis-server on loopback.
+SYSTEM_PROGRAMS := /usr/bin/chromium=chromium /usr/bin/chromedriver=chromium-driver \
+	/usr/bin/redis-server=redis-server
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint typecheck unit browser chromium docs fuzz bench dist clean
+.PHONY: help demo test lint typecheck unit browser system-packages docs fuzz bench dist clean
 
 help: ## list the targets
 	@echo "make TARGET, where TARGET is one of:"
@@ -49,26 +52,27 @@ lint: $(DEV_STAMP) ## ruff check and ruff format --check
 typecheck: $(DEV_STAMP) ## mypy --strict
 	$(BIN)/mypy
 
-unit: $(DEV_STAMP) chromium ## the whole test suite with branch coverage
+unit: $(DEV_STAMP) system-packages ## the whole test suite with branch coverage
 	$(BIN)/coverage run -m pytest
 	$(BIN)/coverage report
 
-browser: $(DEV_STAMP) chromium ## the browser tests alone: Swagger UI in headless Chromium
+browser: $(DEV_STAMP) system-packages ## the browser tests alone: Swagger UI in headless Chromium
 	$(BIN)/pytest tests/e2e
 
 # Like benchmarks/setup.sh for wrk: quiet when installed; as root with apt-get, installs
-# Debian's packages; elsewhere says so, and the browser test skips.
-chromium: ## install Debian's chromium and chromium-driver if missing (root, apt-get)
-	@for tool in $(CHROMIUM); do [ -x $$tool ] || missing=1; done; \
+# the missing Debian packages; elsewhere says so, and the tests needing them skip.
+system-packages: ## install Debian's chromium, chromium-driver, redis-server if missing (root)
+	@missing=""; for pair in $(SYSTEM_PROGRAMS); do \
+		[ -x "$${pair%%=*}" ] || missing="$$missing $${pair#*=}"; done; \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing Debian's chromium and chromium-driver for the browser test"; \
+		echo "installing Debian's$$missing for the tests that run them"; \
 		apt-get update -qq >/dev/null && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			chromium chromium-driver >/dev/null; \
+			$$missing >/dev/null; \
 	else \
-		echo "no $(CHROMIUM) and no way to install them here (root, apt-get):" \
-			"the browser test skips"; \
+		echo "missing Debian's$$missing and no way to install them here (root, apt-get):" \
+			"the tests that run them skip"; \
 	fi
 
 docs: $(DEV_STAMP) ## build the documentation site strictly into site/

@@ -20,6 +20,7 @@ CORE = {
     "_discovery",
     "_fetch",
     "_jwks",
+    "_jwk",
     "_jws",
     "_keyset",
     "_models",
@@ -90,16 +91,22 @@ def is_module(name: str) -> bool:
     return (SRC / relative).with_suffix(".py").exists() or (SRC / relative).is_dir()
 
 
+def sources(name: str) -> list[Path]:
+    """The files of module ``name``: ``name.py``, or every file of subpackage ``name/``."""
+    folder = SRC / name
+    return sorted(folder.rglob("*.py")) if folder.is_dir() else [SRC / f"{name}.py"]
+
+
 @pytest.mark.parametrize("name", sorted(CORE))
 def test_the_core_imports_no_framework_and_nothing_above_it(name: str) -> None:
-    found = {module for module, _ in imports(SRC / f"{name}.py")}
+    found = {module for path in sources(name) for module, _ in imports(path)}
     assert {m for m in found if m.split(".")[0] in FRAMEWORKS} == set()
     assert {m for m in found if top_module(m) and top_module(m) not in CORE} == set()
 
 
 @pytest.mark.parametrize("name", sorted(EDGE))
 def test_the_edge_imports_the_core_and_the_edge_only(name: str) -> None:
-    found = {top_module(module) for module, _ in imports(SRC / f"{name}.py")} - {""}
+    found = {top_module(module) for path in sources(name) for module, _ in imports(path)} - {""}
     assert found - CORE - EDGE == set()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from base64 import urlsafe_b64encode
 from binascii import Error as _Base64Error
 from binascii import a2b_base64
 
@@ -29,3 +30,8 @@ def b64url_decode(segment: str) -> bytes:
         )
     except (_Base64Error, UnicodeEncodeError):
         raise ValueError("not valid base64url") from None
+
+
+def b64url_encode(data: bytes) -> str:
+    """Unpadded base64url of ``data``: the one spelling :func:`b64url_decode` accepts."""
+    return urlsafe_b64encode(data).rstrip(b"=").decode("ascii")

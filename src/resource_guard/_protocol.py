@@ -15,8 +15,8 @@ class Verifier(Protocol):
     scope checks and the framework adapters accept (TokenVerifier implements it).
 
     ``verify`` decides: it returns the AccessToken or raises InvalidTokenError (401) or
-    KeysUnavailableError (503). ``start`` and ``aclose`` run at lifespan start-up and
-    shutdown.
+    VerificationUnavailableError (503: KeysUnavailableError, IntrospectionUnavailableError).
+    ``start`` and ``aclose`` run at lifespan start-up and shutdown.
 
     ``cached`` is optional at run time (a verifier without it has every request go
     through ``await verify(...)``). When present, the middleware calls it first, with the

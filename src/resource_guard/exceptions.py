@@ -11,13 +11,20 @@ ResourceGuardError                  root, never raised directly
 │   ├── UnknownKeyError             no published key matches the token's `kid` (after refetch)
 │   ├── InvalidSignatureError       the signature does not verify with the selected key
 │   ├── InvalidTokenTypeError       header `typ` is not an access-token type
-│   └── InvalidClaimError           a claim is missing, of the wrong type or wrong value
-│       ├── ExpiredTokenError       `exp` has passed (beyond the leeway)
-│       ├── ImmatureTokenError      `nbf` or `iat` lies in the future (beyond the leeway)
-│       ├── InvalidIssuerError      `iss` is not the configured issuer
-│       └── InvalidAudienceError    `aud` names none of the configured audiences
+│   ├── InvalidClaimError           a claim is missing, of the wrong type or wrong value
+│   │   ├── ExpiredTokenError       `exp` has passed (beyond the leeway)
+│   │   ├── ImmatureTokenError      `nbf` or `iat` lies in the future (beyond the leeway)
+│   │   ├── InvalidIssuerError      `iss` is not the configured issuer
+│   │   │   └── UnknownIssuerError  `iss` names no issuer of TrustedIssuers (no fetch made)
+│   │   └── InvalidAudienceError    `aud` names none of the configured audiences
+│   └── InactiveTokenError          introspection (RFC 7662) says the token is not active
+├── InvalidDPoPProofError           the DPoP proof (RFC 9449) is missing, malformed or wrong
+│   └── UseDPoPNonceError           the proof must carry the server's current nonce
 ├── InsufficientScopeError          AccessToken.require_scopes(): scopes missing
-├── KeysUnavailableError            no usable verification key can be had now (HTTP 503)
+├── VerificationUnavailableError    the decision cannot be made now (HTTP 503 + Retry-After)
+│   ├── KeysUnavailableError        no usable verification key can be had now
+│   ├── IntrospectionUnavailableError   the introspection endpoint is down, slow or garbled
+│   └── ReplayStoreUnavailableError the DPoP replay store (Redis) cannot be reached
 └── TokenRequestError               the client-credentials token endpoint refused or failed
 ```
 
@@ -39,19 +46,26 @@ __all__ = [
     "AlgorithmNotAllowedError",
     "ExpiredTokenError",
     "ImmatureTokenError",
+    "InactiveTokenError",
     "InsufficientScopeError",
+    "IntrospectionUnavailableError",
     "InvalidAudienceError",
     "InvalidClaimError",
+    "InvalidDPoPProofError",
     "InvalidIssuerError",
     "InvalidSignatureError",
     "InvalidTokenError",
     "InvalidTokenTypeError",
     "KeysUnavailableError",
     "MalformedTokenError",
+    "ReplayStoreUnavailableError",
     "ResourceGuardError",
     "TokenRequestError",
+    "UnknownIssuerError",
     "UnknownKeyError",
     "UnsupportedAlgorithmError",
+    "UseDPoPNonceError",
+    "VerificationUnavailableError",
 ]
 
 
@@ -185,6 +199,22 @@ class InvalidAudienceError(InvalidClaimError):
     code = "invalid_audience"
 
 
+class UnknownIssuerError(InvalidIssuerError):
+    """``iss`` names none of the issuers a :class:`~resource_guard.TrustedIssuers` trusts
+    (or a tenant not on its list): refused before any key fetch."""
+
+    code = "unknown_issuer"
+    public_description = "the token's issuer is not trusted"
+
+
+class InactiveTokenError(InvalidTokenError):
+    """The introspection endpoint (RFC 7662) answered that the token is not active:
+    revoked, expired, unknown, or ``active`` other than exactly ``true``."""
+
+    code = "inactive_token"
+    public_description = "the token is not active"
+
+
 class InsufficientScopeError(ResourceGuardError):
     """A valid token lacks scopes that the caller requires.
 
@@ -209,12 +239,12 @@ class InsufficientScopeError(ResourceGuardError):
         super().__init__(f"the token lacks {wording}: {' '.join(self.missing)}")
 
 
-class KeysUnavailableError(ResourceGuardError):
-    """No usable verification key can be had right now (the key source is down or
-    misbehaving and no cached key set is fresh enough). Verification is not possible, so
-    the request must not be allowed: the middleware answers 503 with ``Retry-After``."""
+class VerificationUnavailableError(ResourceGuardError):
+    """The token cannot be judged right now: keys, the introspection endpoint or the DPoP
+    replay store is unreachable. The request must not be allowed: the middleware answers
+    503 with ``Retry-After`` (``retry_after`` seconds)."""
 
-    code = "keys_unavailable"
+    code = "verification_unavailable"
 
     def __init__(self, message: str, *, retry_after: float = 30.0, permanent: bool = False) -> None:
         super().__init__(message)
@@ -222,6 +252,46 @@ class KeysUnavailableError(ResourceGuardError):
         self.permanent = permanent
         """True for a misconfiguration that will not fix itself (discovery 404, issuer
         mismatch, no usable key): what ``fail_fast`` start-up raises."""
+
+
+class KeysUnavailableError(VerificationUnavailableError):
+    """No usable verification key can be had right now (the key source is down or
+    misbehaving and no cached key set is fresh enough). Verification is not possible, so
+    the request must not be allowed: the middleware answers 503 with ``Retry-After``."""
+
+    code = "keys_unavailable"
+
+
+class IntrospectionUnavailableError(VerificationUnavailableError):
+    """The introspection endpoint (RFC 7662) failed, timed out or answered garbage: the
+    token's state is unknown, so it is never treated as active (503)."""
+
+    code = "introspection_unavailable"
+
+
+class ReplayStoreUnavailableError(VerificationUnavailableError):
+    """The DPoP replay store could not say whether a proof was used before (Redis down or
+    slow): the proof cannot be accepted safely (503, unless the store fails open)."""
+
+    code = "replay_store_unavailable"
+
+
+class InvalidDPoPProofError(ResourceGuardError):
+    """The ``DPoP`` proof (RFC 9449 §4.3) is missing, malformed, replayed or does not match
+    the request or the token: 401 ``invalid_dpop_proof`` with a ``DPoP`` challenge."""
+
+    code = "invalid_dpop_proof"
+
+
+class UseDPoPNonceError(InvalidDPoPProofError):
+    """The proof lacks the server's current nonce (RFC 9449 §8): 401 ``use_dpop_nonce`` with
+    a ``DPoP-Nonce`` header holding ``nonce``, which the client puts in a new proof."""
+
+    code = "use_dpop_nonce"
+
+    def __init__(self, message: str, *, nonce: str) -> None:
+        super().__init__(message)
+        self.nonce = nonce
 
 
 class TokenRequestError(ResourceGuardError):

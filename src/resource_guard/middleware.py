@@ -53,7 +53,7 @@ from ._bearer_request import (
 from ._decisions import EMPTY_DETAILS, Decision, DecisionHook, decisions_logger, emit
 from ._models import AccessToken
 from ._protocol import Verifier
-from .exceptions import InvalidTokenError, KeysUnavailableError
+from .exceptions import InvalidTokenError, VerificationUnavailableError
 
 __all__ = ["BearerAuthMiddleware", "TokenUser", "get_access_token"]
 
@@ -425,7 +425,7 @@ class BearerAuthMiddleware:
         except InvalidTokenError as exc:
             self._report(scope, "refused", exc.code, 401, started, error=exc)
             return replies.invalid_token(exc.description)
-        except KeysUnavailableError as exc:
+        except VerificationUnavailableError as exc:
             retry = {"retry_after": f"{exc.retry_after:.0f}"}
             self._report(scope, "refused", exc.code, 503, started, retry)
             return replies.keys_unavailable(exc.retry_after)

@@ -6,15 +6,14 @@ public JWKs, unless a test asks for the private form on purpose.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any, overload
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from .._b64 import b64url_encode
+from .._jwk import jwk_thumbprint, public_jwk, uint_member
 from ._checks import integer, non_empty_str, one_of, renamed
 
 __all__ = ["SUPPORTED_ALGORITHMS", "PrivateKey", "SigningKey", "check_algorithm", "generate_key"]
@@ -31,51 +30,10 @@ _EC_CURVES: dict[str, tuple[ec.EllipticCurve, str]] = {
 SUPPORTED_ALGORITHMS: tuple[str, ...] = (*_RSA_ALGS, *_EC_CURVES, "EdDSA")
 """Every JWS algorithm the fake issuer can generate keys for."""
 
-_CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
-
 
 def check_algorithm(value: object, name: str = "algorithm") -> str:
     """``value`` if it is one of :data:`SUPPORTED_ALGORITHMS` (TypeError when not a str)."""
     return one_of(name, value, SUPPORTED_ALGORITHMS, unknown="unsupported algorithm")
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _uint(value: int, length: int | None = None) -> str:
-    size = length if length is not None else max(1, (value.bit_length() + 7) // 8)
-    return _b64url(value.to_bytes(size, "big"))
-
-
-def _public_members(key: PrivateKey) -> dict[str, str]:
-    """The JWK members that describe the public half of ``key`` (RFC 7518 §6, RFC 8037)."""
-    if isinstance(key, rsa.RSAPrivateKey):
-        numbers = key.public_key().public_numbers()
-        return {"kty": "RSA", "n": _uint(numbers.n), "e": _uint(numbers.e)}
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        point = key.public_key().public_numbers()
-        size = (key.curve.key_size + 7) // 8
-        return {
-            "kty": "EC",
-            "crv": _CURVE_NAMES[key.curve.name],
-            "x": _uint(point.x, size),
-            "y": _uint(point.y, size),
-        }
-    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return {"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw)}
-
-
-def _thumbprint(members: dict[str, str]) -> str:
-    """RFC 7638 JWK thumbprint (SHA-256) over the required public members."""
-    required = {
-        "RSA": ("e", "kty", "n"),
-        "EC": ("crv", "kty", "x", "y"),
-        "OKP": ("crv", "kty", "x"),
-    }
-    canonical = {name: members[name] for name in required[members["kty"]]}
-    digest = hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).digest()
-    return _b64url(digest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +46,7 @@ class SigningKey:
 
     def public_jwk(self) -> dict[str, Any]:
         """The public JWK: ``kty``, key members, ``kid``, ``alg`` and ``use: sig``."""
-        return {**_public_members(self.private_key), "kid": self.kid, "alg": self.alg, "use": "sig"}
+        return {**public_jwk(self.private_key), "kid": self.kid, "alg": self.alg, "use": "sig"}
 
     def private_jwk(self) -> dict[str, Any]:
         """The JWK *with* private members (``d``...), for tests that publish one on purpose."""
@@ -97,23 +55,23 @@ class SigningKey:
         if isinstance(key, rsa.RSAPrivateKey):
             numbers = key.private_numbers()
             jwk.update(
-                d=_uint(numbers.d),
-                p=_uint(numbers.p),
-                q=_uint(numbers.q),
-                dp=_uint(numbers.dmp1),
-                dq=_uint(numbers.dmq1),
-                qi=_uint(numbers.iqmp),
+                d=uint_member(numbers.d),
+                p=uint_member(numbers.p),
+                q=uint_member(numbers.q),
+                dp=uint_member(numbers.dmp1),
+                dq=uint_member(numbers.dmq1),
+                qi=uint_member(numbers.iqmp),
             )
         elif isinstance(key, ec.EllipticCurvePrivateKey):
             size = (key.curve.key_size + 7) // 8
-            jwk["d"] = _uint(key.private_numbers().private_value, size)
+            jwk["d"] = uint_member(key.private_numbers().private_value, size)
         else:
             raw = key.private_bytes(
                 serialization.Encoding.Raw,
                 serialization.PrivateFormat.Raw,
                 serialization.NoEncryption(),
             )
-            jwk["d"] = _b64url(raw)
+            jwk["d"] = b64url_encode(raw)
         return jwk
 
     def private_pem(self) -> bytes:
@@ -172,4 +130,4 @@ def generate_key(
         private_key = ec.generate_private_key(_EC_CURVES[algorithm][0])
     else:
         private_key = ed25519.Ed25519PrivateKey.generate()
-    return SigningKey(kid or _thumbprint(_public_members(private_key)), algorithm, private_key)
+    return SigningKey(kid or jwk_thumbprint(public_jwk(private_key)), algorithm, private_key)
