@@ -17,6 +17,7 @@ CORE = {
     "_claims",
     "_decisions",
     "diagnose",
+    "dpop",
     "_discovery",
     "_fetch",
     "_jwks",

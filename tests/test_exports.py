@@ -61,7 +61,7 @@ def test_each_error_has_one_client_facing_description(
     assert error.description == description
 
 
-FACADES = ("resource_guard", "resource_guard.client", "resource_guard.testing")
+FACADES = ("resource_guard", "resource_guard.client", "resource_guard.dpop", "resource_guard.testing")
 """Modules that only re-export: every public attribute they hold is in ``__all__``."""
 IMPLEMENTATIONS = (
     "resource_guard.cli",
