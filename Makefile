@@ -19,7 +19,7 @@ SYSTEM_PROGRAMS := /usr/bin/chromium=chromium /usr/bin/chromedriver=chromium-dri
 	/usr/bin/redis-server=redis-server
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint typecheck unit browser system-packages docs fuzz bench dist clean
+.PHONY: help demo test lint typecheck unit browser packages docs fuzz bench dist clean
 
 help: ## list the targets
 	@echo "make TARGET, where TARGET is one of:"
@@ -52,16 +52,16 @@ lint: $(DEV_STAMP) ## ruff check and ruff format --check
 typecheck: $(DEV_STAMP) ## mypy --strict
 	$(BIN)/mypy
 
-unit: $(DEV_STAMP) system-packages ## the whole test suite with branch coverage
+unit: $(DEV_STAMP) packages ## the whole test suite with branch coverage
 	$(BIN)/coverage run -m pytest
 	$(BIN)/coverage report
 
-browser: $(DEV_STAMP) system-packages ## the browser tests alone: Swagger UI in headless Chromium
+browser: $(DEV_STAMP) packages ## the browser tests alone: Swagger UI in headless Chromium
 	$(BIN)/pytest tests/e2e
 
 # Like benchmarks/setup.sh for wrk: quiet when installed; as root with apt-get, installs
 # the missing Debian packages; elsewhere says so, and the tests needing them skip.
-system-packages: ## install Debian's chromium, chromium-driver, redis-server if missing (root)
+packages: ## install Debian's chromium, chromium-driver, redis-server if missing (root)
 	@missing=""; for pair in $(SYSTEM_PROGRAMS); do \
 		[ -x "$${pair%%=*}" ] || missing="$$missing $${pair#*=}"; done; \
 	if [ -z "$$missing" ]; then :; \

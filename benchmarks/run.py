@@ -2,7 +2,8 @@
 
     python benchmarks/run.py                 # everything (a few minutes)
     python benchmarks/run.py --quick         # fewer rounds, shorter runs (about a minute)
-    python benchmarks/run.py --only verify   # verify | http | scan | flood (repeatable)
+    python benchmarks/run.py --only verify   # verify | issuers | http | scan | flood |
+                                             # introspection | dpop (repeatable)
     python benchmarks/run.py --no-wrk        # the asyncio load generator even if wrk exists
 
 Numbers are medians over rounds; every ratio compares two things measured in the same
@@ -24,10 +25,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "benchmarks"]
 sys.path[0:0] = [str(ROOT), str(ROOT / "src")]
 
-from benchmarks import flood_bench, http_bench, scan_bench, verify_bench  # noqa: E402
+from benchmarks import (  # noqa: E402
+    dpop_bench,
+    flood_bench,
+    http_bench,
+    introspection_bench,
+    issuers_bench,
+    scan_bench,
+    verify_bench,
+)
 from benchmarks.loadgen import wrk_available  # noqa: E402
 
-SECTIONS = ("verify", "http", "scan", "flood")
+SECTIONS = ("verify", "issuers", "http", "scan", "flood", "introspection", "dpop")
 
 
 def machine() -> str:
@@ -74,6 +83,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n## Verify (µs per token, median of {rounds} rounds)\n")
         print(verify_bench.render(verify_rows))
 
+    if "issuers" in sections:
+        rounds = args.rounds or (3 if quick else 9)
+        issuers_rows = issuers_bench.measure(
+            rounds=rounds, iterations=100 if quick else 300, hot_iterations=5000 if quick else 20000
+        )
+        print(
+            f"\n## {issuers_bench.ISSUERS} trusted issuers next to one verifier "
+            f"(µs per token, median of {rounds} rounds)\n"
+        )
+        print(issuers_bench.render(issuers_rows))
+
     if "http" in sections:
         use_wrk = not args.no_wrk and ensure_wrk()
         rounds = args.rounds or (2 if quick else 5)
@@ -103,6 +123,28 @@ def main(argv: list[str] | None = None) -> int:
         result = flood_bench.measure_flood(seconds=2.0 if quick else 5.0)
         print("\n## Key fetching under a flood of unknown key ids (JWKS answers in 50 ms)\n")
         print(flood_bench.render(result))
+
+    if "introspection" in sections:
+        report = introspection_bench.measure(
+            rounds=args.rounds or (3 if quick else 9),
+            iterations=5000 if quick else 20000,
+            duration=1.0 if quick else 3.0,
+        )
+        print("\n## Opaque tokens: cache hits, and misses at an endpoint answering in 5 ms\n")
+        print(introspection_bench.render(report))
+
+    if "dpop" in sections:
+        rounds = args.rounds or (3 if quick else 9)
+        dpop_rows = dpop_bench.measure_dpop(rounds=rounds, iterations=200 if quick else 1000)
+        redis_rows = dpop_bench.measure_dpop_redis(rounds=rounds, iterations=200 if quick else 1000)
+        print(
+            "\n## DPoP through the middleware: a cached token with a fresh proof "
+            f"(µs per request or proof, median of {rounds} rounds)\n"
+        )
+        print(dpop_bench.render([*dpop_rows, *redis_rows]))
+        print(
+            "\n" + (dpop_bench.render_round_trip(dpop_rows, redis_rows) or dpop_bench.REDIS_MISSING)
+        )
 
     print(f"\n(took {time.monotonic() - started:.0f} s)")
     return 0

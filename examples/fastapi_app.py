@@ -8,16 +8,21 @@ issuer: ``orders:read`` to list and read orders, ``orders:write`` to create them
     uvicorn examples.fastapi_app:create_app --factory
 
 Swagger UI (``/docs``) offers an Authorize button for the client-credentials grant.
+
+With ``ORDERS_RESOURCE_URL`` (the API's own https URL, also its audience) the API serves
+its RFC 9728 metadata at ``/.well-known/oauth-protected-resource`` (path-suffixed for a
+URL with a path), and every challenge points there.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
-from resource_guard import AccessToken, TokenVerifier
+from resource_guard import AccessToken, ProtectedResourceMetadata, TokenVerifier
 from resource_guard.fastapi import install_openapi, require_scopes
 from resource_guard.middleware import BearerAuthMiddleware
 
@@ -35,11 +40,25 @@ class Order(NewOrder):
     created_by: str
 
 
-def create_app(verifier: TokenVerifier | None = None) -> FastAPI:
-    """The orders API; ``verifier`` defaults to one configured from the environment."""
+def create_app(
+    verifier: TokenVerifier | None = None, *, resource_url: str | None = None
+) -> FastAPI:
+    """The orders API; ``verifier`` defaults to one configured from the environment, and
+    ``resource_url`` (serving the RFC 9728 metadata) to ``ORDERS_RESOURCE_URL``."""
     verifier = verifier or TokenVerifier.from_env()
+    resource_url = resource_url or os.environ.get("ORDERS_RESOURCE_URL")
+    metadata = None
+    if resource_url:
+        metadata = ProtectedResourceMetadata(
+            resource_url, route_scopes=True, resource_name="Orders"
+        )
     app = FastAPI(title="Orders")
-    app.add_middleware(BearerAuthMiddleware, verifier=verifier, public_paths=PUBLIC_PATHS)
+    app.add_middleware(
+        BearerAuthMiddleware,
+        verifier=verifier,
+        public_paths=PUBLIC_PATHS,
+        resource_metadata=metadata,
+    )
     install_openapi(app, verifier=verifier, scope_descriptions=SCOPES)
     orders: dict[int, Order] = {}
 

@@ -34,6 +34,10 @@ class Result:
         assert len(values) <= 1, f"{name!r} sent {len(values)} times"
         return values[0] if values else None
 
+    def header_lines(self, name: bytes) -> list[bytes]:
+        """Every value of header ``name``, in order (``WWW-Authenticate`` may repeat)."""
+        return [value for key, value in self.headers if key == name]
+
     def json(self) -> Any:
         return json.loads(self.body)
 

@@ -11,6 +11,7 @@ from resource_guard import TokenVerifier
 from resource_guard.testing import FakeClock, FakeIssuer
 from tests.client_support import TokenServer
 from tests.helpers import ORDERS_AUDIENCE, START
+from tests.redis_server import RedisServer, require_redis_server
 
 
 @pytest.fixture
@@ -23,6 +24,14 @@ def clock() -> FakeClock:
 def server() -> TokenServer:
     """The scriptable token endpoint and resource server of the client tests."""
     return TokenServer()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session (tests/redis_server.py), stopped at the end."""
+    require_redis_server()
+    with RedisServer(tmp_path_factory.mktemp("redis")) as running:
+        yield running
 
 
 @pytest.fixture(params=["sync", "async"])

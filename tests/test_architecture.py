@@ -15,11 +15,17 @@ CORE = {
     "_algorithms",
     "_b64",
     "_claims",
+    "_client_auth",
     "_decisions",
+    "_hybrid",
+    "_introspection",
+    "_introspection_cache",
+    "_introspection_response",
     "diagnose",
     "dpop",
     "_discovery",
     "_fetch",
+    "_issuers",
     "_jwks",
     "_jwk",
     "_jws",
@@ -34,7 +40,18 @@ CORE = {
     "providers",
 }
 """The resource-server core: no HTTP framework, nothing of the edge, client, CLI or testing."""
-EDGE = {"_access", "_bearer_reply", "_bearer_request", "middleware", "fastapi", "starlette", "otel"}
+EDGE = {
+    "_access",
+    "_bearer_reply",
+    "_bearer_request",
+    "_dpop_request",
+    "middleware",
+    "fastapi",
+    "starlette",
+    "otel",
+    "metadata",
+    "mcp",
+}
 """The framework edge: ASGI, Starlette and FastAPI; never the client, the CLI or testing."""
 FRAMEWORKS = ("starlette", "fastapi", "uvicorn")
 

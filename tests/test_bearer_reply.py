@@ -14,6 +14,7 @@ from resource_guard._bearer_request import DUPLICATE_HEADERS
 CHALLENGE = re.compile(
     r'Bearer realm="(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"'
     r'(?:, (?:error|error_description|scope)="[\x20\x21\x23-\x5b\x5d-\x7e]*")*'
+    r'(?:, resource_metadata="[\x21\x23-\x5b\x5d-\x7e]+")?'
 )
 
 
@@ -192,3 +193,146 @@ def test_reply_caches_stay_bounded(replies: BearerReplies) -> None:
         replies.insufficient_scope((f"s{number}",))
     assert len(replies._invalid_token) <= 256
     assert len(replies._scope) <= 256
+
+
+# -- RFC 9728 §5.1: every challenge names the protected-resource metadata ---------------------
+
+METADATA_URL = "https://api.test/.well-known/oauth-protected-resource/orders"
+NAMED = b', resource_metadata="' + METADATA_URL.encode() + b'"'
+
+
+def test_challenge_names_the_metadata_last() -> None:
+    value = challenge("api", error="invalid_token", resource_metadata=METADATA_URL)
+    assert value == b'Bearer realm="api", error="invalid_token"' + NAMED
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=HOSTILE_IDS)
+def test_hostile_metadata_url_cannot_break_the_challenge(value: str) -> None:
+    header = challenge("api", resource_metadata=value).decode("ascii")
+    assert "\r" not in header
+    assert "\n" not in header
+    assert re.fullmatch(r'Bearer realm="api", resource_metadata="(?:[^"\\]|\\.)*"', header)
+
+
+@pytest.fixture
+def named() -> BearerReplies:
+    return BearerReplies("orders", resource_metadata=METADATA_URL)
+
+
+def test_every_challenge_names_the_metadata(named: BearerReplies) -> None:
+    """Each reply shape: 401 bare, 400, 401 invalid_token, 403 (all and any_of)."""
+    expected = {
+        "missing": (named.missing, b'Bearer realm="orders"'),
+        "invalid_request": (
+            named.invalid_request(DUPLICATE_HEADERS),
+            b'Bearer realm="orders", error="invalid_request", '
+            b'error_description="the request has more than one Authorization header"',
+        ),
+        "invalid_token": (
+            named.invalid_token("the token expired"),
+            b'Bearer realm="orders", error="invalid_token", error_description="the token expired"',
+        ),
+        "insufficient_scope": (
+            named.insufficient_scope(("orders:read",)),
+            b'Bearer realm="orders", error="insufficient_scope", '
+            b'error_description="the token lacks a required scope", scope="orders:read"',
+        ),
+        "insufficient_scope_any_of": (
+            named.insufficient_scope(("a", "b"), any_of=True),
+            b'Bearer realm="orders", error="insufficient_scope", '
+            b'error_description="the token grants none of the accepted scopes", scope="a b"',
+        ),
+    }
+    for name, (reply, start) in expected.items():
+        header = reply.header(b"www-authenticate")
+        assert header == start + NAMED, name
+        assert CHALLENGE.fullmatch(header.decode()), name
+
+
+def test_503_names_no_metadata(named: BearerReplies) -> None:
+    assert named.unavailable.header(b"www-authenticate") is None
+    assert named.keys_unavailable(5).header(b"www-authenticate") is None
+
+
+def test_without_metadata_no_challenge_names_one(replies: BearerReplies) -> None:
+    assert replies.resource_metadata is None
+    assert b"resource_metadata" not in (replies.missing.header(b"www-authenticate") or b"")
+
+
+def test_named_replies_are_precomputed(named: BearerReplies) -> None:
+    assert named.missing is named.missing
+    assert named.invalid_token("x") is named.invalid_token("x")
+    assert named.insufficient_scope(("a",)) is named.insufficient_scope(("a",))
+
+
+# -- DPoP (RFC 9449 §7.1) ------------------------------------------------------------------
+
+DPOP_CHALLENGE = re.compile(
+    r'DPoP realm="(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*", '
+    r'algs="[\x21\x23-\x5b\x5d-\x7e ]+"'
+    r'(?:, (?:error|error_description)="[\x20\x21\x23-\x5b\x5d-\x7e]*")*'
+)
+
+
+def test_a_dpop_challenge_names_the_algorithms() -> None:
+    value = challenge("api", scheme="DPoP", algs=("ES256", "EdDSA"), error="invalid_dpop_proof")
+    assert value == b'DPoP realm="api", algs="ES256 EdDSA", error="invalid_dpop_proof"'
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_algorithm_names_cannot_break_the_challenge(value: str) -> None:
+    header = challenge("api", scheme="DPoP", algs=(value, "ES256"), description=value)
+    assert DPOP_CHALLENGE.fullmatch(header.decode("ascii")), header
+
+
+def test_with_dpop_a_missing_token_gets_both_bare_challenges() -> None:
+    replies = BearerReplies("api", dpop_algs=("RS256", "ES256"))
+    assert [v for k, v in replies.missing.headers if k == b"www-authenticate"] == [
+        b'Bearer realm="api"',
+        b'DPoP realm="api", algs="ES256 RS256"',
+    ]
+    assert replies.missing.description == "a bearer token is required"
+
+
+def test_with_dpop_required_only_the_dpop_challenge_is_bare() -> None:
+    replies = BearerReplies("api", dpop_algs=("ES256",), bearer=False)
+    assert [v for k, v in replies.missing.headers if k == b"www-authenticate"] == [
+        b'DPoP realm="api", algs="ES256"'
+    ]
+    assert replies.missing.description == "a DPoP-bound token is required"
+
+
+def test_without_dpop_algorithms_the_bearer_challenge_stays() -> None:
+    assert BearerReplies("api", bearer=False).bearer is True
+
+
+def test_a_dpop_error_reply() -> None:
+    replies = BearerReplies("api", resource_metadata="https://api.test/.well-known/x")
+    reply = replies.dpop_error(
+        "use_dpop_nonce", "send the nonce", algs=("ES256",), bearer=True, nonce="n\r\n1"
+    )
+    assert reply.status == 401
+    assert [v for k, v in reply.headers if k == b"www-authenticate"] == [
+        b'Bearer realm="api", resource_metadata="https://api.test/.well-known/x"',
+        b'DPoP realm="api", algs="ES256", error="use_dpop_nonce", '
+        b'error_description="send the nonce", resource_metadata="https://api.test/.well-known/x"',
+    ]
+    assert reply.header(b"dpop-nonce") == b"n1"
+    assert json.loads(reply.body) == {
+        "error": "use_dpop_nonce",
+        "error_description": "send the nonce",
+    }
+    again = replies.dpop_error(
+        "use_dpop_nonce", "send the nonce", algs=("ES256",), bearer=True, nonce="n\r\n1"
+    )
+    assert again is reply
+
+
+def test_dpop_error_replies_are_remembered_boundedly(replies: BearerReplies) -> None:
+    first = replies.dpop_error("invalid_dpop_proof", "x 0", algs=("ES256",), bearer=False)
+    for n in range(1, BearerReplies._CACHE_LIMIT + 1):
+        replies.dpop_error("invalid_dpop_proof", f"x {n}", algs=("ES256",), bearer=False)
+    assert replies.dpop_error("invalid_dpop_proof", "x 0", algs=("ES256",), bearer=False) == first
+    assert first.header(b"www-authenticate") == (
+        b'DPoP realm="orders", algs="ES256", error="invalid_dpop_proof", error_description="x 0"'
+    )

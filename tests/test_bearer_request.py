@@ -14,12 +14,15 @@ from resource_guard._bearer_request import (
     DUPLICATE_HEADERS,
     MALFORMED_HEADER,
     MALFORMED_TOKEN,
+    MISSING_DPOP_TOKEN,
     MISSING_TOKEN,
     TWO_METHODS,
     BearerRequestError,
+    extract_credentials,
     extract_token,
     has_access_token_parameter,
     parse_authorization,
+    parse_credentials,
     quick_token,
 )
 
@@ -339,3 +342,49 @@ def test_quick_token_is_only_a_lookup_key(
     headers: list[tuple[bytes, bytes]], expected: bytes | None
 ) -> None:
     assert quick_token(headers) == expected
+
+
+# -- the DPoP scheme (RFC 9449 §7.1) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (b"DPoP " + TOKEN.encode(), (TOKEN, True)),
+        (b"dpop " + TOKEN.encode(), (TOKEN, True)),
+        (b"  DPOP   " + TOKEN.encode(), (TOKEN, True)),
+        (b"Bearer " + TOKEN.encode(), (TOKEN, False)),
+        (b"bEaReR " + TOKEN.encode(), (TOKEN, False)),
+        (b"Basic dXNlcjpwYXNz", None),
+        (b"DPoPx abc", None),
+    ],
+)
+def test_credentials_name_their_scheme(value: bytes, expected: tuple[str, bool] | None) -> None:
+    assert parse_credentials(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "description"),
+    [
+        (b"DPoP", MISSING_DPOP_TOKEN),
+        (b"DPoP   ", MISSING_DPOP_TOKEN),
+        (b"DPoP a b", MALFORMED_TOKEN),
+        (b"DPoP a=b", MALFORMED_TOKEN),
+        (b"Bearer", MISSING_TOKEN),
+        (b"Bad(scheme) x", MALFORMED_HEADER),
+    ],
+)
+def test_malformed_credentials_are_invalid_request(value: bytes, description: str) -> None:
+    with pytest.raises(BearerRequestError) as caught:
+        parse_credentials(value)
+    assert caught.value.description == description
+
+
+def test_extract_credentials_checks_like_extract_token() -> None:
+    assert extract_credentials([(b"host", b"api.test")]) is None
+    assert extract_credentials(auth(b"Basic dXNlcjpwYXNz"), b"access_token=x") is None
+    assert extract_credentials(auth(b"DPoP abc"), b"page=2") == ("abc", True)
+    with pytest.raises(BearerRequestError, match="more than one method"):
+        extract_credentials(auth(b"DPoP abc"), b"access_token=x")
+    assert extract_token(auth(b"DPoP abc")) is None  # bearer only: DPoP is another scheme
+    assert quick_token(auth(b"DPoP abc")) is None  # never answered from the cache unchecked

@@ -12,6 +12,7 @@ import pytest
 from benchmarks import (
     _stats,
     apps,
+    dpop_bench,
     flood_bench,
     http_bench,
     loadgen,
@@ -111,6 +112,15 @@ def test_flood_counts_fetches_latency_and_lag() -> None:
     assert result.health_p99_flood_us > 0
     assert result.lag_max_flood_ms >= 0
     assert "JWKS fetches" in flood_bench.render(result)
+
+
+def test_dpop_compares_the_proof_check_with_its_floor_and_bearer_requests() -> None:
+    rows = dpop_bench.measure_dpop(algorithms=("ES256",), rounds=1, iterations=2)
+    assert [(row.store, row.algorithm) for row in rows] == [("MemoryReplayStore", "ES256")]
+    assert rows[0].dpop_us > 0
+    assert rows[0].floor_us > 0
+    assert rows[0].proof_ratio > 0
+    assert "proof / floor" in dpop_bench.render(rows)
 
 
 def test_runner_prints_the_machine_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -28,6 +28,10 @@ def test_demo_gets_every_expected_reply(capsys: pytest.CaptureFixture[str]) -> N
     assert "all replies as expected" in out
     assert 'error="insufficient_scope"' in out
     assert "FAIL" not in out
+    # every challenge points to the RFC 9728 metadata, which the demo shows
+    assert 'resource_metadata="http://127.0.0.1:' in out
+    assert "RFC 9728 metadata   GET /.well-known/oauth-protected-resource  200 ok" in out
+    assert '"scopes_supported":["orders:read","orders:write"]' in out
     # two clients, one token each; the API fetched the JWKS once at start-up
     assert "token requests made to the issuer: 2" in out
     assert "JWKS fetches by the API: 1" in out

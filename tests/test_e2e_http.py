@@ -62,7 +62,9 @@ def test_health_is_public(fastapi_url: str) -> None:
 def test_no_token_is_401_with_a_bare_challenge(fastapi_url: str) -> None:
     response = get(f"{fastapi_url}/orders")
     assert response.status_code == 401
-    assert response.headers["www-authenticate"] == 'Bearer realm="api"'
+    bearer_challenge, dpop_challenge = response.headers.get_list("www-authenticate")
+    assert bearer_challenge == 'Bearer realm="api"'
+    assert dpop_challenge.startswith('DPoP realm="api", algs="ES256 ')
     assert response.json()["error"] == "unauthorized"
 
 
@@ -170,4 +172,4 @@ async def test_websocket_handshake_is_refused_with_the_challenge(
             pass  # pragma: no cover
     response = caught.value.response
     assert response.status_code == status
-    assert challenge in response.headers["www-authenticate"]
+    assert challenge in response.headers.get_all("www-authenticate")[0]

@@ -61,12 +61,20 @@ def test_each_error_has_one_client_facing_description(
     assert error.description == description
 
 
-FACADES = ("resource_guard", "resource_guard.client", "resource_guard.dpop", "resource_guard.testing")
+FACADES = (
+    "resource_guard",
+    "resource_guard.client",
+    "resource_guard.dpop",
+    "resource_guard.testing",
+)
 """Modules that only re-export: every public attribute they hold is in ``__all__``."""
 IMPLEMENTATIONS = (
     "resource_guard.cli",
+    "resource_guard.dpop.redis",
     "resource_guard.exceptions",
     "resource_guard.fastapi",
+    "resource_guard.mcp",
+    "resource_guard.metadata",
     "resource_guard.middleware",
     "resource_guard.otel",
     "resource_guard.providers",

@@ -59,8 +59,11 @@ def test_garbage_fault_is_not_json(fake: FakeIssuer, call: Call, endpoint: str) 
         "oauth_metadata": fake.oauth_metadata_url,
         "jwks": fake.jwks_uri,
         "token": fake.token_endpoint,
+        "introspection": fake.introspection_endpoint,
+        "revocation": fake.revocation_endpoint,
     }[endpoint]
-    reply = call("POST" if endpoint == "token" else "GET", url)
+    posted = endpoint in ("token", "introspection", "revocation")
+    reply = call("POST" if posted else "GET", url)
     assert reply.status_code == 200
     with pytest.raises((UnicodeDecodeError, json.JSONDecodeError)):
         json.loads(reply.content)
@@ -201,5 +204,6 @@ def test_every_fault_kind_is_tested() -> None:
         "oversized",
         "gzip_bomb",
         "redirect",
+        "active_string",  # tests/introspection/test_fake_issuer.py
     }
     assert set(FAULT_KINDS) == tested

@@ -6,6 +6,9 @@ Verify bearer JWT access tokens locally against the issuer's JWKS, fast and safe
 import importlib.metadata
 
 from ._decisions import Decision
+from ._hybrid import HybridVerifier
+from ._introspection import IntrospectionVerifier
+from ._issuers import IssuerTemplate, TrustedIssuers
 from ._jwks import KeyFetch, KeySourceStatus
 from ._models import AccessToken
 from ._protocol import Verifier
@@ -36,6 +39,7 @@ from .exceptions import (
     UseDPoPNonceError,
     VerificationUnavailableError,
 )
+from .metadata import ProtectedResourceMetadata
 from .middleware import BearerAuthMiddleware, TokenUser, get_access_token
 
 __version__ = importlib.metadata.version("resource-guard")
@@ -47,10 +51,12 @@ __all__ = [
     "ClientCredentialsAuth",
     "Decision",
     "ExpiredTokenError",
+    "HybridVerifier",
     "ImmatureTokenError",
     "InactiveTokenError",
     "InsufficientScopeError",
     "IntrospectionUnavailableError",
+    "IntrospectionVerifier",
     "InvalidAudienceError",
     "InvalidClaimError",
     "InvalidDPoPProofError",
@@ -58,15 +64,18 @@ __all__ = [
     "InvalidSignatureError",
     "InvalidTokenError",
     "InvalidTokenTypeError",
+    "IssuerTemplate",
     "KeyFetch",
     "KeySourceStatus",
     "KeysUnavailableError",
     "MalformedTokenError",
+    "ProtectedResourceMetadata",
     "ReplayStoreUnavailableError",
     "ResourceGuardError",
     "TokenRequestError",
     "TokenUser",
     "TokenVerifier",
+    "TrustedIssuers",
     "UnknownIssuerError",
     "UnknownKeyError",
     "UnsupportedAlgorithmError",

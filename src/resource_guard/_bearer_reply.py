@@ -38,13 +38,23 @@ def challenge(
     error: str | None = None,
     description: str | None = None,
     scopes: Iterable[str] = (),
+    resource_metadata: str | None = None,
+    scheme: str = "Bearer",
+    algs: Iterable[str] = (),
 ) -> bytes:
-    """A ``WWW-Authenticate`` value: ``Bearer realm="..."`` plus the error parameters.
+    """A ``WWW-Authenticate`` value: ``Bearer realm="..."`` plus the error parameters and
+    the URL of the protected-resource metadata (RFC 9728 §5.1), when there is one.
+    ``scheme="DPoP"`` makes a DPoP challenge (RFC 9449 §7.1), ``algs`` naming the proof
+    algorithms accepted.
 
-    The realm is escaped as a quoted-string; the description and scopes keep only the
-    characters RFC 6750 allows in them, so no input can break out of the quotes.
+    The realm and the URL are escaped as quoted-strings; the description, scopes and
+    algorithms keep only the characters RFC 6750 allows in them, so no input can break
+    out of the quotes.
     """
-    parts = [f"Bearer realm={_quoted(realm)}"]
+    parts = [f"{scheme} realm={_quoted(realm)}"]
+    names = [a for a in (_NOT_SCOPE.sub("", alg) for alg in algs) if a]
+    if names:
+        parts.append(f'algs="{" ".join(names)}"')
     if error is not None:
         parts.append(f'error="{_description(error)}"')
     if description:
@@ -52,6 +62,8 @@ def challenge(
     cleaned = [s for s in (_NOT_SCOPE.sub("", scope) for scope in scopes) if s]
     if cleaned:
         parts.append(f'scope="{" ".join(cleaned)}"')
+    if resource_metadata:
+        parts.append(f"resource_metadata={_quoted(resource_metadata)}")
     return ", ".join(parts).encode("ascii")
 
 
@@ -102,21 +114,52 @@ class BearerReplies:
     | token refused                  | 401    | ``error="invalid_token"``            |
     | scope missing                  | 403    | ``error="insufficient_scope"``       |
     | keys unavailable               | 503    | none; ``Retry-After`` instead        |
+    | DPoP proof or binding refused  | 401    | ``DPoP ..., error="..."``            |
+
+    With ``resource_metadata`` (a URL), every challenge also carries
+    ``resource_metadata="<URL>"`` (RFC 9728 §5.1). With ``dpop_algs`` (DPoP accepted), a
+    request without credentials gets a bare ``DPoP realm="...", algs="..."`` challenge as
+    well, in a second ``WWW-Authenticate`` header; ``bearer=False`` (DPoP required) leaves
+    the ``Bearer`` one out.
     """
 
-    __slots__ = ("_invalid_request", "_invalid_token", "_scope", "missing", "realm", "unavailable")
+    __slots__ = (
+        "_dpop",
+        "_invalid_request",
+        "_invalid_token",
+        "_scope",
+        "bearer",
+        "dpop_algs",
+        "missing",
+        "realm",
+        "resource_metadata",
+        "unavailable",
+    )
 
     _CACHE_LIMIT = 256
 
-    def __init__(self, realm: str) -> None:
+    def __init__(
+        self,
+        realm: str,
+        *,
+        resource_metadata: str | None = None,
+        dpop_algs: Iterable[str] = (),
+        bearer: bool = True,
+    ) -> None:
         self.realm = realm
+        self.resource_metadata = resource_metadata
+        """The metadata URL every challenge names, or None."""
+        self.dpop_algs: tuple[str, ...] = tuple(sorted(dpop_algs))
+        """The DPoP proof algorithms a bare challenge names; empty: DPoP not accepted."""
+        self.bearer = bearer or not self.dpop_algs
+        """Whether the bare challenges include ``Bearer`` (always when DPoP is off)."""
         self.missing = _reply(
             401,
             "unauthorized",
-            "a bearer token is required",
-            ((b"www-authenticate", challenge(realm)),),
+            "a bearer token is required" if self.bearer else "a DPoP-bound token is required",
+            self._challenges(self.dpop_algs, self.bearer),
         )
-        """401 for a request without credentials: a bare challenge (RFC 6750 §3.1)."""
+        """401 for a request without credentials: bare challenges (RFC 6750 §3.1)."""
         self.unavailable = _reply(
             503, "temporarily_unavailable", "token verification is temporarily unavailable"
         )
@@ -124,6 +167,72 @@ class BearerReplies:
         self._invalid_request: dict[str, Reply] = {}
         self._invalid_token: dict[str, Reply] = {}
         self._scope: dict[tuple[tuple[str, ...], bool], Reply] = {}
+        self._dpop: dict[tuple[object, ...], Reply] = {}
+
+    def _challenge(
+        self,
+        *,
+        error: str | None = None,
+        description: str | None = None,
+        scopes: Iterable[str] = (),
+    ) -> bytes:
+        return challenge(
+            self.realm,
+            error=error,
+            description=description,
+            scopes=scopes,
+            resource_metadata=self.resource_metadata,
+        )
+
+    def _challenges(
+        self,
+        algs: tuple[str, ...],
+        bearer: bool,
+        error: str | None = None,
+        description: str | None = None,
+    ) -> tuple[tuple[bytes, bytes], ...]:
+        """``WWW-Authenticate`` headers: a bare ``Bearer`` one when ``bearer``, and a
+        ``DPoP`` one (holding the error) when ``algs``."""
+        headers = []
+        if bearer:
+            headers.append((b"www-authenticate", self._challenge()))
+        if algs:
+            dpop = challenge(
+                self.realm,
+                error=error,
+                description=description,
+                resource_metadata=self.resource_metadata,
+                scheme="DPoP",
+                algs=algs,
+            )
+            headers.append((b"www-authenticate", dpop))
+        return tuple(headers)
+
+    def dpop_error(
+        self,
+        error: str,
+        description: str,
+        *,
+        algs: Iterable[str],
+        bearer: bool,
+        nonce: str | None = None,
+    ) -> Reply:
+        """401 for a DPoP refusal (RFC 9449 §7.1): ``error`` (``invalid_dpop_proof``,
+        ``invalid_token``, ``use_dpop_nonce``) on a ``DPoP`` challenge naming ``algs``,
+        a bare ``Bearer`` one too when ``bearer``, and ``DPoP-Nonce`` when ``nonce``."""
+        names = tuple(sorted(algs))
+        key = (error, description, names, bearer, nonce)
+        reply = self._dpop.get(key)
+        if reply is None:
+            text = _description(description) or error
+            extra = self._challenges(names, bearer, error, text)
+            if nonce is not None:
+                extra = (*extra, (b"dpop-nonce", _NOT_SCOPE.sub("", nonce).encode("ascii")))
+            reply = _reply(401, error, text, extra)
+            if len(self._dpop) >= self._CACHE_LIMIT:
+                self._dpop.clear()
+            self._dpop[key] = reply
+        return reply
 
     def invalid_request(self, description: str) -> Reply:
         """400 ``invalid_request``."""
@@ -137,7 +246,7 @@ class BearerReplies:
         reply = cache.get(description)
         if reply is None:
             text = _description(description) or error
-            header = challenge(self.realm, error=error, description=text)
+            header = self._challenge(error=error, description=text)
             reply = _reply(status, error, text, ((b"www-authenticate", header),))
             if len(cache) >= self._CACHE_LIMIT:
                 cache.clear()
@@ -154,9 +263,7 @@ class BearerReplies:
                 if any_of
                 else "the token lacks a required scope"
             )
-            header = challenge(
-                self.realm, error="insufficient_scope", description=text, scopes=key[0]
-            )
+            header = self._challenge(error="insufficient_scope", description=text, scopes=key[0])
             reply = _reply(403, "insufficient_scope", text, ((b"www-authenticate", header),))
             if len(self._scope) >= self._CACHE_LIMIT:
                 self._scope.clear()

@@ -14,10 +14,12 @@ __all__ = [
     "BODYLESS_METHODS",
     "TWO_METHODS",
     "BearerRequestError",
+    "extract_credentials",
     "extract_token",
     "has_access_token_parameter",
     "has_form_body",
     "parse_authorization",
+    "parse_credentials",
     "quick_token",
 ]
 
@@ -31,6 +33,7 @@ DUPLICATE_HEADERS = "the request has more than one Authorization header"
 TWO_METHODS = "the request uses more than one method to send a token"
 MALFORMED_HEADER = "malformed Authorization header"
 MISSING_TOKEN = "the Bearer scheme needs a token"
+MISSING_DPOP_TOKEN = "the DPoP scheme needs a token"
 MALFORMED_TOKEN = "malformed bearer token"
 
 
@@ -46,7 +49,8 @@ class BearerRequestError(Exception):
 
 
 def parse_authorization(value: bytes) -> str | None:
-    """The token of one ``Authorization`` header value; None for another scheme.
+    """The token of one ``Authorization: Bearer`` header value; None for another scheme
+    (``DPoP`` included: see :func:`parse_credentials`).
 
     The scheme is case-insensitive and may be followed by one or more spaces; the token
     must match the b64token grammar. Raises :class:`BearerRequestError` for a malformed
@@ -59,9 +63,30 @@ def parse_authorization(value: bytes) -> str | None:
         if _AUTH_SCHEME.fullmatch(scheme) is None:
             raise BearerRequestError(MALFORMED_HEADER)
         return None  # Basic, Digest, ...: not our credentials
+    return _token(value, space, MISSING_TOKEN)
+
+
+def parse_credentials(value: bytes) -> tuple[str, bool] | None:
+    """``(token, dpop)`` of one ``Authorization`` value with the ``Bearer`` scheme
+    (``dpop`` False) or the ``DPoP`` scheme (RFC 9449 §7.1, True); None for another.
+
+    Both schemes are case-insensitive and carry a token68 (the b64token grammar). Raises
+    :class:`BearerRequestError` for a malformed value.
+    """
+    value = value.strip(b" \t")
+    space = value.find(b" ")
+    scheme = (value if space < 0 else value[:space]).lower()
+    if scheme == b"dpop":
+        return _token(value, space, MISSING_DPOP_TOKEN), True
+    token = parse_authorization(value)
+    return None if token is None else (token, False)
+
+
+def _token(value: bytes, space: int, missing: str) -> str:
+    """The b64token after the scheme of a stripped header ``value``."""
     token = value[space + 1 :].lstrip(b" ") if space > 0 else b""
     if not token:
-        raise BearerRequestError(MISSING_TOKEN)
+        raise BearerRequestError(missing)
     body = token.rstrip(b"=")
     # b64token: the body characters, then only "=" padding (translate is the fast check).
     if not body or body.translate(None, _B64TOKEN_BODY):
@@ -165,3 +190,17 @@ def extract_token(headers: Iterable[tuple[bytes, bytes]], query_string: bytes = 
     if token is not None and query_string and has_access_token_parameter(query_string):
         raise BearerRequestError(TWO_METHODS)
     return token
+
+
+def extract_credentials(
+    headers: Iterable[tuple[bytes, bytes]], query_string: bytes = b""
+) -> tuple[str, bool] | None:
+    """Like :func:`extract_token`, for the ``Bearer`` and the ``DPoP`` scheme:
+    ``(token, dpop)``, or None without credentials of either."""
+    value = _authorization(headers)
+    if value is None:
+        return None
+    found = parse_credentials(value)
+    if found is not None and query_string and has_access_token_parameter(query_string):
+        raise BearerRequestError(TWO_METHODS)
+    return found

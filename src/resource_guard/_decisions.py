@@ -61,7 +61,10 @@ class Decision:
 
     ``outcome`` is ``"allowed"`` or ``"refused"``; ``reason`` a stable code (see
     docs/operations.md, "Why was a request refused?"): for refusals the error code
-    (``invalid_signature``, ``token_expired``, ``insufficient_scope``, ...), for allowed
+    (``invalid_signature``, ``token_expired``, ``insufficient_scope``, ...; for DPoP
+    ``dpop_downgrade``, ``dpop_required``, ``dpop_unbound_token``, ``dpop_disabled``,
+    ``invalid_dpop_proof``, ``dpop_proof_missing``, ``dpop_proof_duplicated``,
+    ``dpop_key_mismatch``, ``dpop_replay``, ``use_dpop_nonce``), for allowed
     requests ``verified``, ``cached`` or ``anonymous``. ``status`` is the HTTP status of a
     refusal (None when allowed: the app answers). ``decided_by`` is ``"middleware"`` or
     ``"route"`` (a ``require_scopes`` check, after the middleware allowed the token).

@@ -26,6 +26,13 @@ class Verifier(Protocol):
     revoked, keys usable), and None whenever the caller must ``await verify(...)``:
     anything unknown, and always while ``verify`` is overridden or wrapped. It must
     never wait (no I/O, no coroutine; it may schedule background work) and never raise.
+
+    ``dpop_policy(token: AccessToken | None = None) -> DPoPPolicy`` is optional too: the
+    :class:`~resource_guard.dpop.DPoPPolicy` (RFC 9449) for a verified token (None: the one
+    whose challenges a request without a token gets). It must be quick (called on every
+    request) and never raise. Without it the middleware applies a default ``"allowed"``
+    policy with a replay store of its own, so a ``cnf.jkt``-bound token is still held to
+    its key.
     """
 
     async def verify(self, token: str) -> AccessToken: ...

@@ -23,6 +23,7 @@ from ._jws import Header, TokenParser, decode_payload
 from ._keyset import VerificationKey
 from ._models import AccessToken
 from ._token_cache import CacheEntry, VerifiedTokenCache, token_digest
+from .dpop import DPoPMode, DPoPPolicy
 from .exceptions import (
     AlgorithmNotAllowedError,
     InvalidSignatureError,
@@ -73,6 +74,19 @@ def _check_algorithms(value: object) -> frozenset[str]:
     return frozenset(names)
 
 
+def _check_key_source(
+    key_source: object, jwks_uri: str | None, http_client: object
+) -> RemoteKeySource | None:
+    """The ``key_source`` option, checked: None (build one) or another verifier's."""
+    if key_source is None:
+        return None
+    if not isinstance(key_source, RemoteKeySource):
+        raise TypeError("key_source must be another verifier's key_source (or None)")
+    if jwks_uri is not None or http_client is not None:
+        raise ValueError("give key_source, or jwks_uri/http_client, not both")
+    return key_source
+
+
 class TokenVerifier:
     """Verifies bearer JWT access tokens of one issuer for this resource server.
 
@@ -107,6 +121,14 @@ class TokenVerifier:
         clock: seconds since the epoch; injectable for tests.
         fail_fast: make :meth:`start` raise on a misconfiguration that will not fix
             itself (an outage is only logged, and retried).
+        key_source: share another verifier's :attr:`key_source` (issuers publishing one
+            JWKS, such as Entra tenants) instead of building one: one fetch serves both.
+            Its own settings apply (``jwks_uri``, ``http_client`` must then stay None);
+            :meth:`start` starts it, :meth:`aclose` leaves it to the verifier that built it.
+        dpop: DPoP (RFC 9449) for this issuer's tokens: ``"allowed"`` (bearer tokens, and
+            DPoP-bound ones with a valid proof), ``"required"`` (DPoP only), ``"off"``, or
+            a :class:`~resource_guard.dpop.DPoPPolicy` for the proof options (replay store,
+            nonces, window). The middleware enforces it; see docs/dpop.md.
     """
 
     def __init__(
@@ -133,6 +155,8 @@ class TokenVerifier:
         allow_insecure_http: bool = False,
         clock: Callable[[], float] = time.time,
         fail_fast: bool = False,
+        key_source: RemoteKeySource | None = None,
+        dpop: DPoPMode | DPoPPolicy = "allowed",
     ) -> None:
         if not isinstance(allow_insecure_http, bool):
             raise TypeError("allow_insecure_http must be a bool")
@@ -184,7 +208,8 @@ class TokenVerifier:
         )
         size = opt.count("cache_size", cache_size, low=0, high=10_000_000)
         self._cache = VerifiedTokenCache(size) if size else None
-        self._keys = RemoteKeySource(
+        self._owns_keys = _check_key_source(key_source, jwks_uri, http_client) is None
+        self._keys = key_source or RemoteKeySource(
             issuer=issuer,
             jwks_uri=jwks_uri,
             refresh_interval=refresh_interval,
@@ -195,6 +220,7 @@ class TokenVerifier:
             allow_insecure_http=allow_insecure_http,
             clock=clock,
         )
+        self._dpop = DPoPPolicy.of(dpop)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
@@ -271,8 +297,11 @@ class TokenVerifier:
         await self._keys.start(fail_fast=self._fail_fast)
 
     async def aclose(self) -> None:
-        """Stop background refreshing and close the HTTP client this verifier created."""
-        await self._keys.aclose()
+        """Stop background refreshing and close the HTTP client this verifier created
+        (a shared ``key_source`` is left to the verifier that built it)."""
+        if self._owns_keys:
+            await self._keys.aclose()
+        await self._dpop.aclose()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -285,6 +314,11 @@ class TokenVerifier:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def dpop_policy(self, token: AccessToken | None = None) -> DPoPPolicy:
+        """The DPoP policy for ``token`` (this verifier has one for all its tokens); with
+        None, the policy that challenges a request without a token."""
+        return self._dpop
 
     async def token_endpoint(self) -> str | None:
         """The issuer's ``token_endpoint`` from discovery, or None if it cannot be had."""
@@ -428,5 +462,6 @@ _ENVIRONMENT: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("max_token_bytes", "RESOURCE_GUARD_MAX_TOKEN_BYTES", int),
     ("cache_size", "RESOURCE_GUARD_CACHE_SIZE", int),
     ("allow_insecure_http", "RESOURCE_GUARD_ALLOW_INSECURE_HTTP", opt.parse_bool),
+    ("dpop", "RESOURCE_GUARD_DPOP", str),
 )
 """(option, environment variable, converter); the first two are required."""

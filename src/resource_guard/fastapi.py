@@ -51,6 +51,7 @@ __all__ = [
     "CurrentToken",
     "current_token",
     "install_openapi",
+    "openapi_scopes",
     "optional_token",
     "require_scopes",
 ]
@@ -80,6 +81,7 @@ class _ScopeCheck(_BearerDependency):
         super().__init__()
         self.required = required
         self.any_of = any_of
+        self.resource_guard_scopes = required  # metadata.ROUTE_SCOPES_ATTRIBUTE
 
     async def __call__(self, connection: HTTPConnection) -> AccessToken:
         return _authorize(connection, self.required, self.any_of)
@@ -104,7 +106,8 @@ def _refuse(connection: HTTPConnection, reply: Reply) -> NoReturn:
         connection.scope.get("extensions") or {}
     ):
         raise WebSocketException(code=POLICY_VIOLATION, reason=reply.error)
-    challenge = reply.header(b"www-authenticate")
+    # One field may hold several challenges (Bearer, DPoP), comma-separated (RFC 9110 §11.6.1).
+    challenge = b", ".join(value for name, value in reply.headers if name == b"www-authenticate")
     headers = {"WWW-Authenticate": challenge.decode("ascii")} if challenge else None
     detail = {"error": reply.error, "error_description": reply.description}
     raise HTTPException(status_code=reply.status, detail=detail, headers=headers)
@@ -161,6 +164,12 @@ def _collect_scopes(schema: Mapping[str, Any]) -> list[str]:
                 for scope in requirement.get(SCHEME_NAME) or ():
                     found[scope] = None
     return sorted(found)
+
+
+def openapi_scopes(schema: Mapping[str, Any]) -> list[str]:
+    """Every scope an OpenAPI document's operations require of the ``bearerAuth`` scheme
+    (what ``require_scopes`` declares), sorted; read for RFC 9728 ``scopes_supported``."""
+    return _collect_scopes(schema)
 
 
 def install_openapi(

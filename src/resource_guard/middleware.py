@@ -1,8 +1,10 @@
 """BearerAuthMiddleware: RFC 6750 bearer-token protection for any ASGI app (pure ASGI).
 
 Every HTTP request and WebSocket handshake on a path that is not public must carry a valid
-``Authorization: Bearer <JWT>``; otherwise the middleware answers itself (401/400/403/503,
-JSON body, ``WWW-Authenticate`` challenge) and the app never runs. On success:
+``Authorization: Bearer <JWT>``, or ``Authorization: DPoP <JWT>`` with a ``DPoP`` proof
+(RFC 9449) for a sender-constrained token, as the verifier's DPoP policy says; otherwise
+the middleware answers itself (401/400/403/503, JSON body, ``WWW-Authenticate``
+challenges) and the app never runs. On success:
 
 - ``scope["auth"]`` is ``AuthCredentials(sorted token scopes)`` (``request.auth``),
 - ``scope["user"]`` is a :class:`TokenUser` (``request.user``, ``request.user.token``),
@@ -42,18 +44,37 @@ from ._bearer_request import (
     DUPLICATE_HEADERS,
     MALFORMED_HEADER,
     MALFORMED_TOKEN,
+    MISSING_DPOP_TOKEN,
     MISSING_TOKEN,
     TWO_METHODS,
     BearerRequestError,
-    extract_token,
+    extract_credentials,
     has_access_token_parameter,
     has_form_body,
     quick_token,
 )
-from ._decisions import EMPTY_DETAILS, Decision, DecisionHook, decisions_logger, emit
+from ._decisions import EMPTY_DETAILS, Decision, DecisionHook, clean, decisions_logger, emit
+from ._dpop_request import SEVERAL_PROOFS, RequestURL, dpop_proof
 from ._models import AccessToken
 from ._protocol import Verifier
-from .exceptions import InvalidTokenError, VerificationUnavailableError
+from .dpop import DPoPPolicy
+from .dpop._policy import (
+    DISABLED,
+    DOWNGRADE,
+    KEY_MISMATCH,
+    NO_PROOF,
+    NOT_BOUND,
+    REPLAYED,
+    REQUIRED,
+    bound_key,
+)
+from .exceptions import (
+    InvalidDPoPProofError,
+    InvalidTokenError,
+    UseDPoPNonceError,
+    VerificationUnavailableError,
+)
+from .metadata import MetadataEndpoint, ProtectedResourceMetadata
 
 __all__ = ["BearerAuthMiddleware", "TokenUser", "get_access_token"]
 
@@ -65,9 +86,24 @@ _REQUEST_PROBLEMS = {
     TWO_METHODS: "two_methods",
     MALFORMED_HEADER: "malformed_header",
     MISSING_TOKEN: "empty_token",
+    MISSING_DPOP_TOKEN: "empty_token",
     MALFORMED_TOKEN: "malformed_bearer_token",
 }
 """The ``problem`` detail of a 400 ``invalid_request`` refusal, by its description."""
+_PROOF_REASONS = {
+    REPLAYED: "dpop_replay",
+    KEY_MISMATCH: "dpop_key_mismatch",
+    NO_PROOF: "dpop_proof_missing",
+    SEVERAL_PROOFS: "dpop_proof_duplicated",
+}
+"""The decision reason of a refused DPoP proof, by message (else ``invalid_dpop_proof``)."""
+_SCHEME_REFUSALS = {
+    DOWNGRADE: "the token is bound to a DPoP key: send it with the DPoP scheme and a proof",
+    REQUIRED: "this resource requires DPoP-bound tokens",
+    NOT_BOUND: "the token is not bound to a DPoP key: send it with the Bearer scheme",
+}
+"""The ``error_description`` of a token refused for its scheme, by decision reason."""
+_NOT_ACCEPTED = "DPoP-bound tokens are not accepted here"
 
 _LIFESPAN_ENDS = frozenset(
     {"lifespan.startup.failed", "lifespan.shutdown.complete", "lifespan.shutdown.failed"}
@@ -154,6 +190,19 @@ async def _form_names_a_token(receive: Receive) -> tuple[bool, Receive]:
     return body is not None and has_access_token_parameter(body), receive
 
 
+def _with_nonce(send: Send, nonce: str) -> Send:
+    """``send`` adding ``DPoP-Nonce: <nonce>`` to the response's headers (RFC 9449 §8.2:
+    a fresh nonce before the client's one expires)."""
+    header = (b"dpop-nonce", nonce.encode("ascii"))
+
+    async def send_with_nonce(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), header]}
+        await send(message)
+
+    return send_with_nonce
+
+
 def _route_path(path: str, root: str) -> str:
     """The path the app routes on: ``path`` without the ``root_path`` prefix."""
     if path.startswith(root):
@@ -218,9 +267,10 @@ class BearerAuthMiddleware:
             the instance, patched or overridden runs for every request.
         public_paths: paths served without a token. ``"/health"`` matches exactly that
             path; ``"/docs/*"`` matches ``/docs`` and everything under ``/docs/``, dot-named
-            segments included (``"/.well-known/*"`` covers
-            ``/.well-known/oauth-protected-resource``), but no path with an empty segment
-            (``//``) or a ``.``/``..`` segment (``/docs/../admin`` stays protected).
+            segments included (``"/.well-known/*"`` covers ``/.well-known/security.txt``;
+            the RFC 9728 document needs no entry: see ``resource_metadata``), but no path
+            with an empty segment (``//``) or a ``.``/``..`` segment (``/docs/../admin``
+            stays protected).
             Default: none, every path is protected (FastAPI's ``/docs`` and
             ``/openapi.json`` included).
         allow_anonymous: let requests *without* credentials through, with
@@ -233,6 +283,23 @@ class BearerAuthMiddleware:
             the middleware (or a route's ``require_scopes``) allows or refuses; public
             paths make none. Synchronous, on the event loop: keep it quick. What it
             raises is logged and changes nothing about the request.
+        resource_metadata: a :class:`~resource_guard.ProtectedResourceMetadata` to serve
+            (RFC 9728): the middleware answers GET and HEAD on its well-known path itself
+            (with or without ``root_path``), without a token and without calling the app,
+            and every ``WWW-Authenticate`` challenge names its URL in
+            ``resource_metadata``. Its ``authorization_servers`` default to the verifier's
+            issuer(s); its ``resource`` must be one of the verifier's audiences.
+        public_url: the scheme and host clients use to reach the app, such as
+            ``"https://api.example.com"``: what DPoP proofs (``htu``) are checked against.
+            The request's path (``root_path`` included) follows it.
+        trusted_proxies: IP addresses of reverse proxies whose ``Forwarded`` or
+            ``X-Forwarded-Proto``/``X-Forwarded-Host`` headers say the scheme and host
+            (honoured only when the connection comes from one of them). Without this or
+            ``public_url``, the ASGI scheme and ``Host`` header are used.
+
+    DPoP (RFC 9449) follows the verifier's ``dpop_policy(token)`` (a
+    :class:`~resource_guard.dpop.DPoPPolicy`; see docs/dpop.md); a verifier without that
+    method gets an ``"allowed"`` policy with an in-memory replay store.
     """
 
     def __init__(
@@ -245,6 +312,9 @@ class BearerAuthMiddleware:
         realm: str = "api",
         manage_verifier: bool = True,
         on_decision: DecisionHook | None = None,
+        resource_metadata: ProtectedResourceMetadata | None = None,
+        public_url: str | None = None,
+        trusted_proxies: Iterable[str] = (),
     ) -> None:
         if not callable(getattr(verifier, "verify", None)):
             raise TypeError("verifier must be a TokenVerifier (an object with async verify())")
@@ -268,16 +338,50 @@ class BearerAuthMiddleware:
             cached if callable(cached) and not inspect.iscoroutinefunction(cached) else None
         )
         self._exact, self._prefixes = _public_rules(public_paths)
-        self._public = bool(self._exact or self._prefixes)
         self._anonymous = allow_anonymous
         self._manage = manage_verifier
-        self._replies = BearerReplies(realm)
         self._hook = on_decision
+        self._metadata: MetadataEndpoint | None = None
+        metadata_url = None
+        if resource_metadata is not None:
+            if not isinstance(resource_metadata, ProtectedResourceMetadata):
+                raise TypeError("resource_metadata must be a ProtectedResourceMetadata")
+            bound = resource_metadata.for_verifier(verifier)
+            self._metadata = MetadataEndpoint(bound, routes_app=app)
+            metadata_url = bound.url
+        # DPoP: the verifier's policy per token, else one of our own for every token.
+        # An async "dpop_policy" (an AsyncMock) or one not answering a DPoPPolicy: not used.
+        policy_of = getattr(verifier, "dpop_policy", None)
+        if not callable(policy_of) or inspect.iscoroutinefunction(policy_of):
+            policy_of = None
+        default = None if policy_of is None else policy_of(None)
+        if not isinstance(default, DPoPPolicy):
+            default = DPoPPolicy()
+            policy_of = None
+        self._policy = default
+        self._policy_of: Callable[[AccessToken | None], DPoPPolicy] = policy_of or (
+            lambda _token: default
+        )
+        self._urls = RequestURL(public_url, trusted_proxies)
+        self._replies = BearerReplies(
+            realm,
+            resource_metadata=metadata_url,
+            dpop_algs=default.algorithms if default.enabled else (),
+            bearer=default.bearer_allowed,
+        )
+        # Whether any request may skip the token check: public paths or the metadata.
+        self._public = bool(self._exact or self._prefixes)
+        self._detours = self._public or self._metadata is not None
 
     @property
     def realm(self) -> str:
         """The challenge realm."""
         return self._replies.realm
+
+    @property
+    def resource_metadata(self) -> ProtectedResourceMetadata | None:
+        """The protected-resource metadata served (its issuers filled in), or None."""
+        return None if self._metadata is None else self._metadata.metadata
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -287,8 +391,8 @@ class BearerAuthMiddleware:
         replies = self._replies
         scope[REPLIES_KEY] = replies
         scope[APP_KEY] = scope.get("app")
-        if self._public and self._is_public(scope):
-            await self._pass_anonymous(scope, receive, send)
+        if self._detours and (detour := self._detour(scope)) is not None:
+            await detour(scope, receive, send)  # the metadata, or a public path
             return
         started = perf_counter() if self._hook is not None else 0.0  # timing for a hook only
         headers = scope.get("headers") or ()
@@ -297,27 +401,34 @@ class BearerAuthMiddleware:
         # with a query string takes the careful path, which checks it for access_token.
         token = self._cached_token(headers) if self._cached is not None and not query else None
         raw = ""
+        dpop_scheme = False
         if token is None:
-            try:
-                extracted = extract_token(headers, query)
-            except BearerRequestError as exc:
-                await self._bad_request(scope, receive, send, exc.description, started)
-                return
+            extracted = await self._credentials(scope, receive, send, query, started)
             if extracted is None:
-                await self._no_credentials(scope, receive, send, started)
-                return
-            raw = extracted
+                return  # answered: 400, 401, or the app for an anonymous request
+            raw, dpop_scheme = extracted
         if kind == "http" and scope["method"] not in BODYLESS_METHODS and has_form_body(headers):
             named, receive = await _form_names_a_token(receive)
             if named:
                 await self._bad_request(scope, receive, send, TWO_METHODS, started)
                 return
         if token is None:
-            outcome = await self._verify(raw, scope, started)
+            outcome = await self._verify(raw, scope, started, dpop_scheme)
             if isinstance(outcome, Reply):
                 await send_reply(scope, receive, send, outcome)
                 return
             token = outcome
+        # DPoP: the only cost for a plain bearer token is its policy and one claim lookup.
+        policy = self._policy_of(token)
+        checked = (
+            await self._dpop(scope, send, token, raw, dpop_scheme, policy, started)
+            if dpop_scheme or not policy.bearer_allowed or "cnf" in token.claims
+            else send
+        )
+        if isinstance(checked, Reply):
+            await send_reply(scope, receive, send, checked)
+            return
+        send = checked  # the same, or one adding a fresh DPoP-Nonce
         if self._hook is not None or decisions_logger.isEnabledFor(_DEBUG):
             # raw is set only when verify() decided; else cached() answered.
             self._allowed(scope, token, "verified" if raw else "cached", started)
@@ -377,8 +488,10 @@ class BearerAuthMiddleware:
         started: float,
         details: dict[str, str] | None = None,
         error: InvalidTokenError | None = None,
+        token: AccessToken | None = None,
     ) -> None:
-        """Log the decision and hand it to the hook (nothing is built when neither wants it)."""
+        """Log the decision and hand it to the hook (nothing is built when neither wants it).
+        ``token``: the verified token of a refusal after verification (DPoP)."""
         hook = self._hook
         level = logging.INFO if outcome == "refused" else _DEBUG
         if hook is None and not decisions_logger.isEnabledFor(level):
@@ -389,6 +502,8 @@ class BearerAuthMiddleware:
         }
         if error is not None:
             fields.update(_error_fields(error))
+        if token is not None:
+            fields.update(client_id=token.client_id, subject=token.subject, kid=token.key_id)
         duration = None if hook is None else perf_counter() - started
         emit(Decision(outcome, reason, status, method, path, duration=duration, **fields), hook)
 
@@ -417,28 +532,134 @@ class BearerAuthMiddleware:
         else:
             await self.app(scope, receive, send)
 
-    async def _verify(self, raw: str, scope: Scope, started: float) -> AccessToken | Reply:
-        """The verified token, or the reply refusing it (its decision reported)."""
+    async def _verify(
+        self, raw: str, scope: Scope, started: float, dpop_scheme: bool = False
+    ) -> AccessToken | Reply:
+        """The verified token, or the reply refusing it (its decision reported): for the
+        ``DPoP`` scheme, with the ``DPoP`` challenge holding the error."""
         replies = self._replies
         try:
             return await self.verifier.verify(raw)
         except InvalidTokenError as exc:
             self._report(scope, "refused", exc.code, 401, started, error=exc)
+            policy = self._policy
+            if dpop_scheme and policy.enabled:
+                return replies.dpop_error(
+                    "invalid_token",
+                    exc.description,
+                    algs=policy.algorithms,
+                    bearer=policy.bearer_allowed,
+                )
             return replies.invalid_token(exc.description)
         except VerificationUnavailableError as exc:
-            retry = {"retry_after": f"{exc.retry_after:.0f}"}
-            self._report(scope, "refused", exc.code, 503, started, retry)
-            return replies.keys_unavailable(exc.retry_after)
+            return self._unavailable(scope, exc, started)
         except Exception as exc:
-            # A bug or an unforeseen failure: refuse without detail, log without the token.
-            logger.error(
-                "token verification failed unexpectedly (%s); answering 503",
-                type(exc).__name__,
-                exc_info=exc,
+            return self._failed(scope, exc, started, "token verification")
+
+    def _unavailable(
+        self, scope: Scope, exc: VerificationUnavailableError, started: float
+    ) -> Reply:
+        """503 with ``Retry-After``: keys, introspection or the replay store are down."""
+        retry = {"retry_after": f"{exc.retry_after:.0f}"}
+        self._report(scope, "refused", exc.code, 503, started, retry)
+        return self._replies.keys_unavailable(exc.retry_after)
+
+    def _failed(self, scope: Scope, exc: Exception, started: float, what: str) -> Reply:
+        """503 for a bug or an unforeseen failure: no detail sent, logged without the token."""
+        logger.error(
+            "%s failed unexpectedly (%s); answering 503", what, type(exc).__name__, exc_info=exc
+        )
+        error = {"error": type(exc).__name__[:60]}
+        self._report(scope, "refused", "verifier_error", 503, started, error)
+        return self._replies.unavailable
+
+    async def _dpop(
+        self,
+        scope: Scope,
+        send: Send,
+        token: AccessToken,
+        raw: str,
+        dpop_scheme: bool,
+        policy: DPoPPolicy,
+        started: float,
+    ) -> Reply | Send:
+        """DPoP (RFC 9449) for a verified token: may it come with this scheme, then (for
+        the ``DPoP`` scheme) its proof. A Reply refuses (the decision reported); else the
+        ``send`` for the app's reply (adding a fresh ``DPoP-Nonce`` when one is due)."""
+        replies = self._replies
+        jkt = bound_key(token.claims)
+        refusal = policy.refusal(dpop_scheme=dpop_scheme, jkt=jkt)
+        if refusal is not None:
+            self._report(scope, "refused", refusal, 401, started, token=token)
+            if refusal == DISABLED:
+                return replies.invalid_token(_NOT_ACCEPTED)
+            return replies.dpop_error(
+                "invalid_token",
+                _SCHEME_REFUSALS[refusal],
+                algs=policy.algorithms,
+                bearer=policy.bearer_allowed,
             )
-            error = {"error": type(exc).__name__[:60]}
-            self._report(scope, "refused", "verifier_error", 503, started, error)
-            return replies.unavailable
+        if not dpop_scheme or jkt is None:
+            return send  # a bearer token bound otherwise (cnf without jkt: mTLS)
+        method = scope["method"] if scope["type"] == "http" else "GET"  # a WebSocket handshake
+        try:
+            proof = await policy.check(
+                dpop_proof(scope.get("headers") or ()),
+                method=method,
+                url=self._urls.url(scope),
+                access_token=raw,
+                jkt=jkt,
+            )
+        except UseDPoPNonceError as exc:
+            self._report(scope, "refused", exc.code, 401, started, token=token)
+            return replies.dpop_error(
+                exc.code,
+                exc.message,
+                algs=policy.algorithms,
+                bearer=policy.bearer_allowed,
+                nonce=exc.nonce,
+            )
+        except InvalidDPoPProofError as exc:
+            reason = _PROOF_REASONS.get(exc.message, exc.code)
+            problem = {"problem": clean(exc.message)}
+            self._report(scope, "refused", reason, 401, started, problem, token=token)
+            return replies.dpop_error(
+                exc.code, exc.message, algs=policy.algorithms, bearer=policy.bearer_allowed
+            )
+        except VerificationUnavailableError as exc:
+            return self._unavailable(scope, exc, started)
+        except Exception as exc:
+            return self._failed(scope, exc, started, "the DPoP proof check")
+        nonce = policy.next_nonce(proof)
+        return send if nonce is None else _with_nonce(send, nonce)
+
+    async def _credentials(
+        self, scope: Scope, receive: Receive, send: Send, query: bytes, started: float
+    ) -> tuple[str, bool] | None:
+        """``(token, dpop scheme)`` of the request; None once it was answered (400 for a
+        malformed request, 401 without credentials, the app for an anonymous one)."""
+        try:
+            extracted = extract_credentials(scope.get("headers") or (), query)
+        except BearerRequestError as exc:
+            await self._bad_request(scope, receive, send, exc.description, started)
+            return None
+        if extracted is None:
+            await self._no_credentials(scope, receive, send, started)
+        return extracted
+
+    def _detour(self, scope: Scope) -> ASGIApp | None:
+        """What answers a request that needs no token: the metadata endpoint for its
+        document (the app never runs), the app itself for a public path; else None."""
+        metadata = self._metadata
+        if (
+            metadata is not None
+            and scope["path"].endswith(metadata.path)
+            and metadata.matches(scope)
+        ):
+            return metadata
+        if self._public and self._is_public(scope):
+            return self._pass_anonymous
+        return None
 
     def _is_public(self, scope: Scope) -> bool:
         path: str = scope["path"]

@@ -34,6 +34,7 @@ from ._access import (
 )
 from ._bearer_reply import Reply
 from ._scopes import check_scope_names
+from .metadata import ROUTE_SCOPES_ATTRIBUTE
 
 __all__ = ["require_scopes"]
 
@@ -51,8 +52,9 @@ def _connection(args: tuple[Any, ...], kwargs: dict[str, Any]) -> HTTPConnection
 
 
 def _response(reply: Reply) -> Response:
-    headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in reply.headers}
-    return Response(reply.body, status_code=reply.status, headers=headers)
+    response = Response(reply.body, status_code=reply.status)
+    response.raw_headers = list(reply.headers)  # WWW-Authenticate may repeat (Bearer, DPoP)
+    return response
 
 
 def require_scopes(*scopes: str, any_of: bool = False) -> Callable[[_F], _F]:
@@ -78,6 +80,7 @@ def require_scopes(*scopes: str, any_of: bool = False) -> Callable[[_F], _F]:
                     return _response(outcome)
                 return await func(*args, **kwargs)
 
+            setattr(async_wrapper, ROUTE_SCOPES_ATTRIBUTE, required)  # for the metadata
             return cast(_F, async_wrapper)
 
         @functools.wraps(func)
@@ -88,6 +91,7 @@ def require_scopes(*scopes: str, any_of: bool = False) -> Callable[[_F], _F]:
                 return _response(outcome)
             return func(*args, **kwargs)
 
+        setattr(sync_wrapper, ROUTE_SCOPES_ATTRIBUTE, required)  # for the metadata
         return cast(_F, sync_wrapper)
 
     return decorator

@@ -79,7 +79,7 @@ def require_chromium() -> None:
     if os.geteuid() == 0 and shutil.which("apt-get"):
         pytest.fail(
             f"{', '.join(missing)} missing: `make test` installs Debian's chromium and "
-            "chromium-driver first (`make system-packages`)"
+            "chromium-driver first (`make packages`)"
         )
     pytest.skip(
         f"{', '.join(missing)} missing and not installable here (needs root and apt-get): "

@@ -12,20 +12,38 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from resource_guard.dpop import DPoPPolicy
 from resource_guard.middleware import BearerAuthMiddleware, get_access_token
 from resource_guard.testing import FakeIssuer, generate_key
 from tests.asgi_client import Result
 
 CHALLENGE = re.compile(
-    r'Bearer realm="(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"'
+    r'(?:Bearer|DPoP) realm="(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"'
+    r'(?:, algs="[A-Za-z0-9]+(?: [A-Za-z0-9]+)*")?'
     r'(?:, (?:error|error_description|scope)="[\x20\x21\x23-\x5b\x5d-\x7e]*")*'
+    r'(?:, resource_metadata="[\x21\x23-\x5b\x5d-\x7e]+")?'
 )
+DPOP_ALGS = " ".join(sorted(DPoPPolicy().algorithms))
+"""What a bare DPoP challenge names by default: every asymmetric algorithm."""
+
+
+def bare(realm: str = "api", named: bytes = b"") -> list[bytes]:
+    """The challenges of a request without credentials while DPoP is allowed: ``Bearer``
+    and ``DPoP`` (``named``: the ``resource_metadata`` parameter both carry)."""
+    suffix = b", " + named if named else b""
+    return [
+        f'Bearer realm="{realm}"'.encode() + suffix,
+        f'DPoP realm="{realm}", algs="{DPOP_ALGS}"'.encode() + suffix,
+    ]
+
+
 REPLY_HEADERS = {
     b"content-type",
     b"content-length",
     b"cache-control",
     b"www-authenticate",
     b"retry-after",
+    b"dpop-nonce",
 }
 
 
@@ -87,12 +105,13 @@ def assert_refusal(result: Result, status: int, error: str) -> None:
     assert result.header(b"cache-control") == b"no-store"
     assert set(result.json()) == {"error", "error_description"}
     assert result.json()["error"] == error
-    challenge = result.header(b"www-authenticate")
+    challenges = result.header_lines(b"www-authenticate")
     if status == 503:
-        assert challenge is None
+        assert challenges == []
     else:
-        assert challenge is not None
-        assert CHALLENGE.fullmatch(challenge.decode("ascii")), challenge
+        assert 1 <= len(challenges) <= 2
+        for challenge in challenges:
+            assert CHALLENGE.fullmatch(challenge.decode("ascii")), challenge
 
 
 OTHER_KEY = generate_key("ES256")

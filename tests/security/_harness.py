@@ -46,8 +46,9 @@ REPLY_HEADERS = frozenset(
     | {"date", "server"}  # added by a real HTTP server such as uvicorn
 )
 # RFC 6750 §3: auth-param values we send are quoted strings of these characters only.
+DPOP_CHALLENGE = 'DPoP realm="api", algs="'
 CHALLENGE = re.compile(
-    r'Bearer realm="api"'
+    r'(?:Bearer realm="api"|DPoP realm="api", algs="[A-Za-z0-9 ]+")'
     r'(?:, (?:error|error_description|scope)="[\x20\x21\x23-\x5b\x5d-\x7e]*")*'
 )
 _HASHES: dict[str, hashes.HashAlgorithm] = {
@@ -171,8 +172,13 @@ class Seen:
 
     @property
     def challenge(self) -> str | None:
+        """The challenge holding the error, else the first (``Bearer``): besides it, only
+        a ``DPoP`` challenge may come (RFC 9449 §7.1, while DPoP is allowed)."""
         values = self.headers.get_list("www-authenticate")
-        assert len(values) <= 1, "more than one challenge"
+        assert len(values) <= 2, "more than two challenges"
+        if len(values) == 2:
+            assert values[1].startswith(DPOP_CHALLENGE), values
+            return values[1] if "error=" in values[1] else values[0]
         return values[0] if values else None
 
     def json(self) -> Any:
@@ -294,6 +300,7 @@ def request_secrets(req: Req | str) -> set[str]:
 
 # Fixed words of every reply; a request value may happen to be part of one ("id_token").
 _VOCABULARY = ("invalid_token", "invalid_request", "insufficient_scope", "temporarily_unavailable")
+_ALGS = re.compile(r'algs="[A-Za-z0-9 ]*"')
 
 
 def assert_not_echoed(seen: Seen, secrets: set[str]) -> None:
@@ -301,6 +308,8 @@ def assert_not_echoed(seen: Seen, secrets: set[str]) -> None:
     texts = [seen.body.decode("latin-1")] + [value for _, value in seen.headers.multi_items()]
     for word in _VOCABULARY:
         texts = [text.replace(word, "\x00") for text in texts]
+    # A DPoP challenge lists the accepted algorithms ("RS256" may be a header value too).
+    texts = [_ALGS.sub("", text) for text in texts]
     for secret in secrets:
         for text in texts:
             assert secret not in text, f"the reply echoes {secret[:60]!r}"
@@ -342,7 +351,8 @@ def assert_refused(
         assert body["error"] == error
         assert challenge is not None
         assert CHALLENGE.fullmatch(challenge), challenge
-        assert challenge.startswith(f'Bearer realm="{REALM}", error="{error}"'), challenge
+        scheme = f'(?:Bearer realm="{REALM}"|DPoP realm="{REALM}", algs="[A-Za-z0-9 ]+")'
+        assert re.match(f'{scheme}, error="{error}"', challenge), challenge
         assert f'error_description="{body["error_description"]}"' in challenge
     if fetches is not None:
         assert seen.jwks_fetches == fetches, f"{seen.jwks_fetches} JWKS fetches"

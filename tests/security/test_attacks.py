@@ -61,6 +61,7 @@ ISSUER: Expect = (401, "invalid_token", "invalid_issuer")
 AUD: Expect = (401, "invalid_token", "invalid_audience")
 INVALID_REQUEST: Expect = (400, "invalid_request", None)
 NO_CREDENTIALS: Expect = (401, None, None)
+UNBOUND: Expect = (401, "invalid_token", None)  # a valid token, refused for its scheme
 INSUFFICIENT_SCOPE: Expect = (403, "insufficient_scope", None)
 SERVED: Expect = (200, None, None)
 
@@ -930,7 +931,8 @@ ATTACKS = cases(
     ("two-authorization-headers", lambda kit: _two_headers(kit), INVALID_REQUEST),
     ("basic-scheme", with_request(authorization=b"Basic TOKEN"), NO_CREDENTIALS),
     ("token-scheme", with_request(authorization=b"Token TOKEN"), NO_CREDENTIALS),
-    ("dpop-scheme-not-supported", with_request(authorization=b"DPoP TOKEN"), NO_CREDENTIALS),
+    # RFC 9449 §7.1: the DPoP scheme carries DPoP-bound tokens only, with a proof.
+    ("dpop-scheme-unbound-token", with_request(authorization=b"DPoP TOKEN"), UNBOUND),
     ("bearer-without-token", lambda kit: Req(authorization=b"Bearer"), INVALID_REQUEST),
     ("bearer-space-only", lambda kit: Req(authorization=b"Bearer    "), INVALID_REQUEST),
     ("bearer-joined-to-token", with_request(authorization=b"BearerTOKEN"), NO_CREDENTIALS),

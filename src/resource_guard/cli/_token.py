@@ -29,6 +29,7 @@ from ._common import (
     formatter,
     read_token,
 )
+from ._dpop import add_dpop_key_option, add_proof_command, load_or_create_dpop_key
 from ._keys import add_key_file_option, load_or_create_keys
 
 __all__ = [
@@ -81,6 +82,11 @@ def mint_token(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for key in keys:
         fake.add_key(key, make_current=key is keys[-1])
     audiences = args.audience or [DEFAULT_AUDIENCE]
+    dpop_key, dpop_created = (
+        (None, False)
+        if args.dpop_key is None
+        else load_or_create_dpop_key(Path(args.dpop_key), args.dpop_algorithm)
+    )
     token = fake.mint(
         args.subject or None,
         scopes=args.scope or (),
@@ -88,9 +94,12 @@ def mint_token(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         expires_in=args.expires_in,
         client_id=args.client_id,
         claims=dict(args.claim or ()),
+        dpop_key=dpop_key,
     )
     if created:
         print(f"resource-guard: created key file {args.key_file}", file=err)
+    if dpop_created:
+        print(f"resource-guard: created DPoP key file {args.dpop_key}", file=err)
     print(token, file=out)
     return EXIT_OK
 
@@ -151,7 +160,8 @@ def _add_mint(token_commands: Commands) -> None:
             "  resource-guard token mint --subject alice --scope orders:read,orders:write \\\n"
             "      --audience api://orders --expires-in 15m --claim tenant=acme \\\n"
             "      --claim 'roles=[\"admin\"]'\n"
-            "  resource-guard token mint --expires-in=-1h     # already expired"
+            "  resource-guard token mint --expires-in=-1h     # already expired\n"
+            "  resource-guard token mint --dpop-key dpop.pem  # DPoP-bound: see `token proof`"
         ),
     )
     mint.add_argument("--subject", default="user-123", help="the sub claim (default %(default)s)")
@@ -195,6 +205,7 @@ def _add_mint(token_commands: Commands) -> None:
         help="the iss claim: the served issuer's URL (default %(default)s)",
     )
     add_key_file_option(mint)
+    add_dpop_key_option(mint)
     mint.set_defaults(handler=lambda args, streams: mint_token(args, streams[0], streams[1]))
 
 
@@ -220,7 +231,7 @@ def _add_inspect(token_commands: Commands) -> None:
 
 
 def add_token_command(commands: Commands) -> None:
-    """``token mint`` and ``token inspect``."""
+    """``token mint``, ``token inspect`` and ``token proof``."""
     token = commands.add_parser(
         "token",
         help="mint or inspect tokens",
@@ -230,3 +241,4 @@ def add_token_command(commands: Commands) -> None:
     token_commands = token.add_subparsers(dest="token_command", metavar="COMMAND", required=True)
     _add_mint(token_commands)
     _add_inspect(token_commands)
+    add_proof_command(token_commands)

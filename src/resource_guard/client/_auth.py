@@ -17,9 +17,11 @@ import httpx
 
 from .._fetch import check_url
 from .._options import count, seconds
+from ..dpop import DPoPKey
 from ..exceptions import TokenRequestError
 from . import _options as options
 from ._cache import DiskCache, cache_key
+from ._dpop import dpop_session
 from ._fetcher import Credentials, TokenFetcher
 from ._http import RetryPolicy
 from ._token import Token
@@ -76,6 +78,14 @@ class ClientCredentialsAuth(httpx.Auth):
       (default 10), so a resource server that refuses every token cannot turn each request
       into a token request (``refetch_cooldown`` is its deprecated spelling);
       ``allow_insecure_http``: permit a plain-http token endpoint that is not loopback.
+    - ``dpop``: ``True`` (a fresh ES256 key, kept in memory only) or a
+      :class:`~resource_guard.dpop.DPoPKey` of yours: sender-constrained tokens (RFC 9449).
+      Token requests carry a proof and must get ``token_type: DPoP`` (a Bearer answer is
+      refused); API requests carry ``Authorization: DPoP <token>`` and a fresh proof with
+      ``ath``. A ``use_dpop_nonce`` answer from the token endpoint (400) or an API (401) is
+      retried once with the server's nonce; the latest nonce of each origin is remembered.
+      ``cache_dir`` needs a key of yours (``dpop=True`` refuses it: a token is useless
+      without its key); the key itself is never written anywhere.
 
     Failures of the token endpoint raise :class:`~resource_guard.exceptions.TokenRequestError`
     from the request being sent. The secret never appears in logs, messages or ``repr``.
@@ -105,6 +115,7 @@ class ClientCredentialsAuth(httpx.Auth):
         cooldown: float = options.DEFAULT_COOLDOWN,
         allow_insecure_http: bool = False,
         refetch_cooldown: float | None = None,
+        dpop: bool | DPoPKey = False,
     ) -> None:
         if refetch_cooldown is not None:
             given: dict[str, float] = {"cooldown": cooldown, "refetch_cooldown": refetch_cooldown}
@@ -120,6 +131,7 @@ class ClientCredentialsAuth(httpx.Auth):
             check_url(issuer, "issuer", allow_insecure_http=allow_insecure_http)
         if not callable(clock):
             raise TypeError("clock must be a callable returning epoch seconds")
+        self._dpop = dpop_session(dpop, clock)
         self._issuer = issuer
         self._credentials = Credentials(
             client_id=options.text("client_id", client_id),
@@ -148,6 +160,7 @@ class ClientCredentialsAuth(httpx.Auth):
             async_http=async_http,
             allow_insecure_http=allow_insecure_http,
             clock=clock,
+            dpop=self._dpop,
         )
 
         self._disk: DiskCache | None = None
@@ -156,6 +169,12 @@ class ClientCredentialsAuth(httpx.Auth):
                 raise TypeError("cache_dir must be a path (str or os.PathLike)")
             if not os.fspath(cache_dir).strip():
                 raise ValueError("cache_dir must name a directory, got an empty path")
+            if self._dpop is not None and self._dpop.generated:
+                raise ValueError(
+                    "cache_dir with dpop=True: a DPoP-bound token is useless without its key, "
+                    "and a generated key lives in this process only; pass "
+                    "dpop=DPoPKey.load(path) to reuse cached tokens, or drop cache_dir"
+                )
             key = cache_key(
                 source="token_url" if issuer is None else "issuer",
                 url=token_url or issuer or "",
@@ -163,6 +182,7 @@ class ClientCredentialsAuth(httpx.Auth):
                 scopes=self._credentials.scopes,
                 audience=self._credentials.audience,
                 extra_params=self._credentials.extra_params,
+                dpop_jkt=None if self._dpop is None else self._dpop.key.thumbprint,
             )
             self._disk = DiskCache.open(cache_dir, key)
 
@@ -213,6 +233,11 @@ class ClientCredentialsAuth(httpx.Auth):
         """The ``audience`` parameter, if any."""
         return self._credentials.audience
 
+    @property
+    def dpop_key(self) -> DPoPKey | None:
+        """The key DPoP proofs are signed with (None without DPoP)."""
+        return None if self._dpop is None else self._dpop.key
+
     def __repr__(self) -> str:
         credentials = self._credentials
         endpoint = (
@@ -223,7 +248,9 @@ class ClientCredentialsAuth(httpx.Auth):
         return (
             f"ClientCredentialsAuth({endpoint}, client_id={credentials.client_id!r}, "
             f"scopes={credentials.scopes!r}, audience={credentials.audience!r}, "
-            f"auth_method={credentials.auth_method!r})"
+            f"auth_method={credentials.auth_method!r}"
+            + ("" if self._dpop is None else f", dpop={self._dpop.key!r}")
+            + ")"
         )
 
     # -- httpx.Auth -------------------------------------------------------------------------
@@ -232,21 +259,35 @@ class ClientCredentialsAuth(httpx.Auth):
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
         token = self._sync_token()
-        response = yield self._authorize(request, token)
+        nonce = self._authorize(request, token)
+        response = yield request
+        if self._wants_nonce(request, response, nonce):
+            self._authorize(request, token)
+            response = yield request
+            if self._still_wants_nonce(response):
+                return
         if response.status_code != 401 or not self._sync_reject(token):
             return
         if _replayable(request):
-            yield self._authorize(request, self._sync_token())
+            self._authorize(request, self._sync_token())
+            yield request
 
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         token = await self._async_token()
-        response = yield self._authorize(request, token)
+        nonce = self._authorize(request, token)
+        response = yield request
+        if self._wants_nonce(request, response, nonce):
+            self._authorize(request, token)
+            response = yield request
+            if self._still_wants_nonce(response):
+                return
         if response.status_code != 401 or not await self._async_reject(token):
             return
         if _replayable(request):
-            yield self._authorize(request, await self._async_token())
+            self._authorize(request, await self._async_token())
+            yield request
 
     def get_token(self) -> str:
         """The current access token (fetched if needed), for use outside httpx."""
@@ -256,10 +297,33 @@ class ClientCredentialsAuth(httpx.Auth):
         """Async twin of :meth:`get_token`."""
         return (await self._async_token()).access_token
 
-    @staticmethod
-    def _authorize(request: httpx.Request, token: Token) -> httpx.Request:
-        request.headers["Authorization"] = f"Bearer {token.access_token}"
-        return request
+    def _authorize(self, request: httpx.Request, token: Token) -> str | None:
+        """Put the token (and with DPoP a fresh proof) on ``request``; return the DPoP
+        nonce the proof carries."""
+        if self._dpop is None:
+            request.headers["Authorization"] = f"Bearer {token.access_token}"
+            return None
+        return self._dpop.authorize(request, token.access_token)
+
+    def _wants_nonce(
+        self, request: httpx.Request, response: httpx.Response, nonce: str | None
+    ) -> bool:
+        """With DPoP: remember the reply's nonce; True when the resource server refused the
+        proof for want of a nonce it just sent and the request can be sent again."""
+        if self._dpop is None or not self._dpop.resource_wants_nonce(response, nonce):
+            return False
+        if not _replayable(request):
+            return False
+        logger.debug("the resource server asked for a DPoP nonce; retrying with it")
+        return True
+
+    def _still_wants_nonce(self, response: httpx.Response) -> bool:
+        """After a retry with a nonce: True when the server asks for a nonce again (the
+        token is not at fault, so it is kept); the reply's nonce is remembered."""
+        session = self._dpop
+        assert session is not None  # only called after a nonce retry
+        session.remember(response.request.url, response.headers)
+        return session.is_nonce_challenge(response)
 
     # -- cache decisions (callers hold the sync lock or their loop's lock) ------------------
 

@@ -36,15 +36,25 @@ def cache_key(
     scopes: Iterable[str],
     audience: str | None,
     extra_params: Mapping[str, ParamValue],
+    dpop_jkt: str | None = None,
 ) -> str:
-    """A hex digest naming one (token URL or issuer, client, scopes, audience, params).
+    """A hex digest naming one (token URL or issuer, client, scopes, audience, params, and
+    the DPoP key's thumbprint for tokens bound to a key).
 
     Parameter names are sorted; the values of a repeated parameter keep their order.
     """
-    material = json.dumps(
-        [FORMAT, source, url, client_id, sorted(scopes), audience, sorted(extra_params.items())],
-        separators=(",", ":"),
-    )
+    fields: list[object] = [
+        FORMAT,
+        source,
+        url,
+        client_id,
+        sorted(scopes),
+        audience,
+        sorted(extra_params.items()),
+    ]
+    if dpop_jkt is not None:
+        fields.append(["dpop", dpop_jkt])
+    material = json.dumps(fields, separators=(",", ":"))
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 

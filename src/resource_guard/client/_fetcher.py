@@ -13,11 +13,13 @@ from dataclasses import dataclass
 
 import httpx
 
+from .._client_auth import basic_authorization
 from .._discovery import DiscoveryError, Metadata, discover, discover_sync
 from .._fetch import ACCEPT_JSON, FetchError, Reply, bare_request, send_async, send_sync
 from ..exceptions import TokenRequestError
+from ._dpop import DPoPSession
 from ._http import MAX_REPLY_BYTES, RetryPolicy, exchange_async, exchange_sync, where
-from ._token import ParamValue, Token, basic_authorization, token_form, token_from_reply
+from ._token import ParamValue, Token, token_form, token_from_reply
 
 logger = logging.getLogger("resource_guard.client")
 
@@ -68,8 +70,11 @@ class TokenFetcher:
         async_http: httpx.AsyncClient | None,
         allow_insecure_http: bool,
         clock: Callable[[], float],
+        dpop: DPoPSession | None = None,
     ) -> None:
         self.token_url = token_url
+        self.dpop = dpop
+        """With DPoP: the key that signs a proof for each token request (RFC 9449 §5)."""
         self._issuer = issuer or ""
         self._credentials = credentials
         self._timeout = timeout
@@ -97,21 +102,32 @@ class TokenFetcher:
         with self._sync_client() as client:
             url = self.token_url or self._discover_sync(client)
             started = self._clock()
-            try:
-                reply = exchange_sync(
-                    lambda: send_sync(
-                        client,
-                        self._credentials.request(url, self._timeout),
-                        timeout=self._timeout,
-                        max_bytes=MAX_REPLY_BYTES,
-                    ),
-                    url=url,
-                    policy=self._policy,
-                    sleep=self.sleep,
-                )
-            except FetchError as exc:
-                raise _failed(url, exc) from exc
+            reply = self._exchange_sync(client, url)
         return self._token_from(url, reply, started)
+
+    def _exchange_sync(self, client: httpx.Client, url: str) -> Reply:
+        """The token request's final reply, after one more try for a DPoP nonce if asked."""
+        sent = self._nonce(url)
+        reply = self._send_sync(client, url)
+        if self._retry_with_nonce(url, reply, sent):
+            reply = self._send_sync(client, url)
+        return reply
+
+    def _send_sync(self, client: httpx.Client, url: str) -> Reply:
+        try:
+            return exchange_sync(
+                lambda: send_sync(
+                    client,
+                    self._request(url),
+                    timeout=self._timeout,
+                    max_bytes=MAX_REPLY_BYTES,
+                ),
+                url=url,
+                policy=self._policy,
+                sleep=self.sleep,
+            )
+        except FetchError as exc:
+            raise _failed(url, exc) from exc
 
     def _discover_sync(self, client: httpx.Client) -> str:
         def get(url: str) -> Reply:
@@ -147,21 +163,32 @@ class TokenFetcher:
         async with self._async_client() as client:
             url = self.token_url or await self._discover_async(client)
             started = self._clock()
-            try:
-                reply = await exchange_async(
-                    lambda: send_async(
-                        client,
-                        self._credentials.request(url, self._timeout),
-                        timeout=self._timeout,
-                        max_bytes=MAX_REPLY_BYTES,
-                    ),
-                    url=url,
-                    policy=self._policy,
-                    sleep=self.async_sleep,
-                )
-            except FetchError as exc:
-                raise _failed(url, exc) from exc
+            reply = await self._exchange_async(client, url)
         return self._token_from(url, reply, started)
+
+    async def _exchange_async(self, client: httpx.AsyncClient, url: str) -> Reply:
+        """Async twin of :meth:`_exchange_sync`."""
+        sent = self._nonce(url)
+        reply = await self._send_async(client, url)
+        if self._retry_with_nonce(url, reply, sent):
+            reply = await self._send_async(client, url)
+        return reply
+
+    async def _send_async(self, client: httpx.AsyncClient, url: str) -> Reply:
+        try:
+            return await exchange_async(
+                lambda: send_async(
+                    client,
+                    self._request(url),
+                    timeout=self._timeout,
+                    max_bytes=MAX_REPLY_BYTES,
+                ),
+                url=url,
+                policy=self._policy,
+                sleep=self.async_sleep,
+            )
+        except FetchError as exc:
+            raise _failed(url, exc) from exc
 
     async def _discover_async(self, client: httpx.AsyncClient) -> str:
         async def get(url: str) -> Reply:
@@ -184,6 +211,26 @@ class TokenFetcher:
 
     # -- requests and replies ------------------------------------------------------------
 
+    def _request(self, url: str) -> httpx.Request:
+        """The token request; with DPoP, a fresh proof for each attempt (proofs are
+        single-use, so a retried request needs a new one)."""
+        request = self._credentials.request(url, self._timeout)
+        if self.dpop is not None:
+            request.headers["DPoP"] = self.dpop.proof("POST", url)
+        return request
+
+    def _nonce(self, url: str) -> str | None:
+        """The DPoP nonce the next token request's proof carries (None without DPoP)."""
+        return None if self.dpop is None else self.dpop.nonce_for(url)
+
+    def _retry_with_nonce(self, url: str, reply: Reply, sent: str | None) -> bool:
+        """True when the token endpoint asked for a DPoP nonce other than the one ``sent``
+        (RFC 9449 §8): the request is worth one more try."""
+        if self.dpop is None or not self.dpop.token_request_wants_nonce(url, reply, sent):
+            return False
+        logger.debug("the token endpoint %s asked for a DPoP nonce; retrying with it", where(url))
+        return True
+
     def _token_from(self, url: str, reply: Reply, started: float) -> Token:
         token = token_from_reply(
             reply.status_code,
@@ -192,6 +239,7 @@ class TokenFetcher:
             secret=self._credentials.client_secret,
             now=started,
             skew=self._refresh_skew,
+            token_type="Bearer" if self.dpop is None else "DPoP",
         )
         logger.info(
             "obtained an access token from %s, valid for %.0f s",

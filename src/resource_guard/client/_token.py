@@ -7,7 +7,6 @@ shared with the key source. Nothing here touches the network, the disk or a cloc
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -57,17 +56,6 @@ class Token:
 def is_b64token(value: object) -> TypeGuard[str]:
     """True for a string fit to follow ``Bearer`` (RFC 6750 §2.1 ``b64token``)."""
     return isinstance(value, str) and _B64TOKEN.fullmatch(value) is not None
-
-
-def form_encode(value: str) -> str:
-    """``application/x-www-form-urlencoded`` encoding of one value (RFC 6749 §2.3.1)."""
-    return quote_plus(value, safe="")
-
-
-def basic_authorization(client_id: str, client_secret: str) -> str:
-    """The ``Authorization`` value of ``client_secret_basic``: both parts form-encoded first."""
-    pair = f"{form_encode(client_id)}:{form_encode(client_secret)}"
-    return "Basic " + base64.b64encode(pair.encode("ascii")).decode("ascii")
 
 
 def token_form(
@@ -122,9 +110,21 @@ def error_from_reply(
 
 
 def token_from_reply(
-    status_code: int, body: bytes, *, where: str, secret: str, now: float, skew: float
+    status_code: int,
+    body: bytes,
+    *,
+    where: str,
+    secret: str,
+    now: float,
+    skew: float,
+    token_type: str = "Bearer",
 ) -> Token:
-    """The token of a successful reply (RFC 6749 §5.1), else a :class:`TokenRequestError`."""
+    """The token of a successful reply (RFC 6749 §5.1), else a :class:`TokenRequestError`.
+
+    The reply's ``token_type`` must be ``token_type`` (case-insensitive): ``Bearer``, or
+    ``DPoP`` when the request carried a DPoP proof (RFC 9449 §5): a Bearer token then means
+    the identity provider ignored the proof, and using it would silently drop the binding.
+    """
     if status_code != 200:
         raise error_from_reply(status_code, body, where=where, secret=secret)
     document = json_object(body)
@@ -142,12 +142,17 @@ def token_from_reply(
     access_token = document.get("access_token")
     if not is_b64token(access_token):
         raise invalid("sent no usable access_token")
-    token_type = document.get("token_type")
-    if not isinstance(token_type, str):
+    issued_type = document.get("token_type")
+    if not isinstance(issued_type, str):
         raise invalid("sent no token_type")
-    if token_type.lower() != "bearer":
-        shown = safe_text(token_type, secret=secret, limit=40)
-        raise invalid(f"issued a token of type {shown!r}, not a Bearer token")
+    if issued_type.lower() != token_type.lower():
+        shown = safe_text(issued_type, secret=secret, limit=40)
+        if token_type == "DPoP" and issued_type.lower() == "bearer":
+            raise invalid(
+                "issued a Bearer token although the request carried a DPoP proof: enable "
+                "DPoP for this client at the identity provider, or drop dpop="
+            )
+        raise invalid(f"issued a token of type {shown!r}, not a {token_type} token")
     lifetime = _lifetime(document.get("expires_in"), access_token, now)
     if lifetime is None:
         raise invalid("sent an invalid expires_in")

@@ -14,7 +14,14 @@ from ._http import HTTPReply, json_reply
 
 __all__ = ["ENDPOINTS", "FAULT_KINDS", "Fault", "gzip_bomb"]
 
-ENDPOINTS: tuple[str, ...] = ("discovery", "oauth_metadata", "jwks", "token")
+ENDPOINTS: tuple[str, ...] = (
+    "discovery",
+    "oauth_metadata",
+    "jwks",
+    "token",
+    "introspection",
+    "revocation",
+)
 """Names of the endpoints a fault can target (also the keys of ``FakeIssuer.counts``)."""
 
 FAULT_KINDS: tuple[str, ...] = (
@@ -27,6 +34,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "oversized",
     "gzip_bomb",
     "redirect",
+    "active_string",
 )
 """Every kind of fault :meth:`FakeIssuer.fault` accepts."""
 
@@ -113,6 +121,9 @@ class Fault:
             return replace(normal(), drip=float(self.delay))
         if kind == "garbage":
             return HTTPReply(200, (("content-type", "application/json"),), _GARBAGE)
+        if kind == "active_string":  # an introspection answer saying "true", not true
+            answer = json.loads(normal().body)
+            return json_reply(200, {**answer, "active": "true"})
         if kind == "no_keys":
             return json_reply(200, {})
         if kind == "gzip_bomb":

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ..dpop import DPoPKey
 from ._checks import (
     audience_value,
     integer,
@@ -25,8 +26,10 @@ from ._checks import (
     scope_tuple,
     seconds,
 )
+from ._dpop import TokenEndpointDPoP, dpop_headers, jkt_of, with_nonce
 from ._faults import ENDPOINTS, Fault
 from ._http import HTTPReply, HTTPRequest, cors_preflight, json_reply, with_cors
+from ._introspection import INTROSPECTION_ENDPOINTS, OpaqueTokens
 from ._keyring import KeyRing
 from ._keys import SUPPORTED_ALGORITHMS, SigningKey, check_algorithm, generate_key
 from ._server import LoopbackServer, ServeContext
@@ -35,7 +38,6 @@ from ._token_endpoint import (
     OAuthError,
     RegisteredClient,
     authorize,
-    error_reply,
     token_reply,
 )
 from ._tokens import CURRENT, Current, access_token_claims, sign
@@ -62,7 +64,7 @@ _DEFAULT_ENDPOINT: Final = _Default("jwks")
 _DEFAULT_TYP: Final = _Default("at+jwt")
 
 
-class FakeIssuer:
+class FakeIssuer(OpaqueTokens):
     """An OAuth 2.0 / OIDC issuer for tests: discovery, JWKS, client-credentials tokens.
 
     Keys are generated on first use. Serve it in-process with :meth:`transport` (or
@@ -77,6 +79,12 @@ class FakeIssuer:
     ``okta``, ``auth0``, ``entra-v2``...): :meth:`mint` and the token endpoint put the
     client, the scopes and the audience where that provider does and add its fixed claims;
     give the issuer URL the provider's preset expects (docs/providers.md).
+
+    DPoP (RFC 9449): a token request with a valid ``DPoP`` proof gets a token bound to the
+    proof's key (``cnf.jkt``, ``token_type: DPoP``); a bad proof gets 400
+    ``invalid_dpop_proof``. ``dpop_nonce=True`` (also a settable property) demands the
+    issuer's nonce in proofs (400 ``use_dpop_nonce`` with ``DPoP-Nonce``). ``mint(dpop_key=)``
+    and :meth:`dpop_headers` make bound tokens directly.
 
     The endpoints answer CORS preflights and allow any origin to read their replies, so a
     browser page (Swagger UI's Authorize button) can get tokens: a testing-only behaviour
@@ -96,6 +104,7 @@ class FakeIssuer:
         clock: Callable[[], float] = time.time,
         jwks_max_age: int | None = 300,
         shape: str | None = None,
+        dpop_nonce: bool = False,
     ) -> None:
         parts = urlsplit(non_empty_str("issuer", issuer))
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -115,8 +124,10 @@ class FakeIssuer:
         self._audience = audience_value("audience", audience)
         self.clock = clock
         """Epoch-seconds clock behind ``iat``/``exp``; replace it to move time."""
+        self._dpop = TokenEndpointDPoP(lambda: self.clock(), require_nonce=dpop_nonce)
         self.jwks_max_age = jwks_max_age
         self.metadata_overrides: dict[str, Any] = {}
+        self._setup_opaque_tokens()  # opaque tokens, introspection, revocation
         self.counts: Counter[str] = Counter()
         """Requests per endpoint (``discovery``, ``oauth_metadata``, ``jwks``, ``token``)."""
         self._lock = threading.RLock()
@@ -189,6 +200,17 @@ class FakeIssuer:
     def jwks_fetches(self) -> int:
         """How many requests reached the JWKS endpoint."""
         return self.counts["jwks"]
+
+    @property
+    def dpop_nonce(self) -> bool:
+        """True when the token endpoint demands its ``DPoP-Nonce`` in proofs."""
+        return self._dpop.require_nonce
+
+    @dpop_nonce.setter
+    def dpop_nonce(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise TypeError("dpop_nonce must be a bool")
+        self._dpop.require_nonce = value
 
     # Keys ---------------------------------------------------------------------------------
 
@@ -275,6 +297,8 @@ class FakeIssuer:
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "response_types_supported": [],
             "scopes_supported": scopes,
+            "dpop_signing_alg_values_supported": self._dpop.algorithms,
+            **self._opaque_metadata(),
         }
         if oidc:
             document["subject_types_supported"] = ["public"]
@@ -304,9 +328,13 @@ class FakeIssuer:
         headers: Mapping[str, Any] | None = None,
         key: SigningKey | str | bytes | None = None,
         issued_at: float | None = None,
+        dpop_key: DPoPKey | str | None = None,
         alg: str | None = None,
     ) -> str:
         """Sign a JWT access token (PyJWT) and return it in compact form.
+
+        ``dpop_key`` (a :class:`~resource_guard.dpop.DPoPKey` or its thumbprint) binds the
+        token to that key: ``cnf: {"jkt": ...}`` (RFC 9449 §6.1), before ``claims`` apply.
 
         Claims: ``iss``, ``sub``, ``aud``, ``iat``, ``exp``, ``jti``, plus ``client_id``
         and ``scope`` (space-delimited) when given; ``claims`` adds or overrides, ``omit``
@@ -343,6 +371,8 @@ class FakeIssuer:
         if shape is not None:
             shaped_typ = apply_shape(shape, payload)
             typ = shaped_typ if typ is _DEFAULT_TYP else typ
+        if dpop_key is not None:
+            payload["cnf"] = {"jkt": jkt_of(dpop_key)}
         payload.update(claims or {})
         for name in omit:
             payload.pop(name, None)
@@ -411,6 +441,24 @@ class FakeIssuer:
         renamed_in(options, "algorithm", "alg")
         return {"Authorization": f"Bearer {self.mint(subject, **options)}"}
 
+    def dpop_headers(
+        self,
+        key: DPoPKey,
+        method: str,
+        url: str,
+        subject: str | None = "user-123",
+        *,
+        nonce: str | None = None,
+        token: str | None = None,
+        **options: Any,
+    ) -> dict[str, str]:
+        """``Authorization: DPoP <token>`` and a fresh ``DPoP`` proof by ``key`` for one
+        ``method`` request to ``url``: ``token`` if given, else one :meth:`mint` binds to
+        ``key`` (``options`` as for :meth:`mint`). ``nonce`` goes into the proof."""
+        if token is None:
+            token = self.mint(subject, dpop_key=key, **options)
+        return dpop_headers(token, key, method, url, nonce=nonce)
+
     def environ(self) -> dict[str, str]:
         """The ``RESOURCE_GUARD_*`` variables that point ``TokenVerifier.from_env()`` here.
 
@@ -440,8 +488,11 @@ class FakeIssuer:
         """Let a confidential client get tokens with the client-credentials grant.
 
         ``scopes``: what it may ask for (all of them when it asks for none). ``audience``:
-        the ``aud`` it gets and the only values its ``audience`` parameter may name (None:
-        the issuer's default, and any requested value is granted). ``expires_in``: token
+        the ``aud`` it gets and the only values its ``audience`` and ``resource`` parameters
+        may name (None: the issuer's default, and any requested value is granted). A token
+        request naming ``resource`` (RFC 8707, repeatable) gets ``aud`` set to the
+        resource(s); a resource that is not an absolute URI without a fragment, or not
+        allowed, gets 400 ``invalid_target``. ``expires_in``: token
         lifetime in seconds. Registering an id again replaces the client.
         """
         client = RegisteredClient(
@@ -475,7 +526,8 @@ class FakeIssuer:
         ``delay`` s), ``garbage`` (non-JSON), ``not_object`` (a JSON list), ``no_keys``
         (``{}``), ``oversized`` (~1 MiB of valid JSON), ``gzip_bomb`` (~100 KiB gzip
         inflating to ~100 MiB), ``redirect`` (302 to ``location``, default a path serving
-        the same document). ``times``: how many requests it hits (None: until
+        the same document), ``active_string`` (a JSON introspection answer whose
+        ``active`` is the string ``"true"``). ``times``: how many requests it hits (None: until
         :meth:`clear_faults`).
         """
         given = None if endpoint is _DEFAULT_ENDPOINT else endpoint
@@ -536,6 +588,8 @@ class FakeIssuer:
             _OAUTH_PATH + prefix: "oauth_metadata",
             prefix + "/jwks.json": "jwks",
             prefix + "/token": "token",
+            prefix + "/introspect": "introspection",
+            prefix + "/revoke": "revocation",
         }
 
     def _respond(self, request: HTTPRequest) -> HTTPReply:
@@ -568,19 +622,25 @@ class FakeIssuer:
         return with_cors(reply, request)
 
     def _endpoint_reply(self, endpoint: str, request: HTTPRequest) -> HTTPReply:
+        if endpoint in INTROSPECTION_ENDPOINTS:
+            return self._opaque_reply(endpoint, request)
         if endpoint == "token":
             try:
                 grant = authorize(request, self._clients_snapshot())
+                binding = self._dpop.bind(request, self.token_endpoint)
             except OAuthError as exc:
-                return error_reply(exc)
-            token = self.mint(
+                return self._dpop.error_reply(exc)
+            token = (self._issue_granted if self.opaque_tokens else self.mint)(
                 grant.client.client_id,
                 client_id=grant.client.client_id,
                 scopes=grant.scopes,
                 audience=grant.audience,
                 expires_in=grant.client.expires_in,
+                dpop_key=None if binding is None else binding.jkt,
             )
-            return token_reply(token, grant)
+            if binding is None:
+                return token_reply(token, grant)
+            return with_nonce(token_reply(token, grant, token_type="DPoP"), binding.nonce)
         if request.method != "GET":
             return json_reply(405, {"error": "method_not_allowed"}, ("allow", "GET"))
         if endpoint == "jwks":

@@ -76,10 +76,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(reply.body)
             return
         for index in range(len(reply.body)):
-            self.wfile.write(reply.body[index : index + 1])
-            if stopping.wait(reply.drip):
+            # A pause between bytes, none after the last: a reply written whole always
+            # ends here, even while the server is stopping.
+            if index and stopping.wait(reply.drip):
                 self.close_connection = True
                 return
+            self.wfile.write(reply.body[index : index + 1])
 
 
 class _HTTPServer(ThreadingHTTPServer):

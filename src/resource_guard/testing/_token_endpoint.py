@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote_plus
@@ -16,7 +17,16 @@ from urllib.parse import parse_qsl, unquote_plus
 from .._scopes import SCOPE_TOKEN
 from ._http import HTTPReply, HTTPRequest, json_reply
 
-__all__ = ["Grant", "OAuthError", "RegisteredClient", "authorize", "error_reply", "token_reply"]
+__all__ = [
+    "Grant",
+    "OAuthError",
+    "RegisteredClient",
+    "authenticate_client",
+    "authorize",
+    "error_reply",
+    "read_form",
+    "token_reply",
+]
 
 _REPEATABLE = frozenset({"resource"})
 """Parameters a client may send several times (RFC 8707 §2: one ``resource`` per target)."""
@@ -40,7 +50,8 @@ class Grant:
 
     client: RegisteredClient
     scopes: tuple[str, ...]
-    audience: str | None
+    audience: str | tuple[str, ...] | None
+    """The ``aud``: several for several RFC 8707 ``resource`` parameters."""
 
 
 class OAuthError(Exception):
@@ -64,11 +75,11 @@ def error_reply(exc: OAuthError) -> HTTPReply:
     return json_reply(exc.status, document, *headers)
 
 
-def token_reply(access_token: str, grant: Grant) -> HTTPReply:
-    """The RFC 6749 §5.1 success reply."""
+def token_reply(access_token: str, grant: Grant, *, token_type: str = "Bearer") -> HTTPReply:
+    """The RFC 6749 §5.1 success reply (``token_type`` ``DPoP`` for a key-bound token)."""
     document: dict[str, object] = {
         "access_token": access_token,
-        "token_type": "Bearer",
+        "token_type": token_type,
         "expires_in": grant.client.expires_in,
     }
     if grant.scopes:
@@ -76,7 +87,8 @@ def token_reply(access_token: str, grant: Grant) -> HTTPReply:
     return json_reply(200, document, *_NO_STORE)
 
 
-def _form(request: HTTPRequest) -> dict[str, str]:
+def read_form(request: HTTPRequest) -> dict[str, str]:
+    """The form of a POST to an endpoint (repeated parameters refused but ``resource``)."""
     content_types = request.header_values("content-type")
     media_type = content_types[0].split(";", 1)[0].strip().lower() if content_types else ""
     if len(content_types) != 1 or media_type != "application/x-www-form-urlencoded":
@@ -110,9 +122,10 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
-def _authenticate(
+def authenticate_client(
     request: HTTPRequest, form: Mapping[str, str], clients: Mapping[str, RegisteredClient]
 ) -> RegisteredClient:
+    """The client a request authenticates (``client_secret_basic`` or ``_post``)."""
     headers = request.header_values("authorization")
     if len(headers) > 1:
         raise OAuthError(400, "invalid_request", "more than one Authorization header")
@@ -164,15 +177,49 @@ def _audience(form: Mapping[str, str], client: RegisteredClient) -> str | None:
     return requested
 
 
+_ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[\x21-\x7e]+")
+"""RFC 3986 absolute-URI, roughly: a scheme, ``:``, then visible ASCII (no spaces)."""
+
+
+def _resources(request: HTTPRequest) -> tuple[str, ...]:
+    """The RFC 8707 ``resource`` parameters (a form :func:`read_form` accepted), each an
+    absolute URI without a fragment, else ``invalid_target``."""
+    pairs = parse_qsl(request.body.decode("utf-8"), keep_blank_values=True)
+    resources = tuple(dict.fromkeys(value for name, value in pairs if name == "resource"))
+    for resource in resources:
+        if not _ABSOLUTE_URI.fullmatch(resource) or "#" in resource:
+            raise OAuthError(
+                400, "invalid_target", "a resource must be an absolute URI without a fragment"
+            )
+    return resources
+
+
+def _target(
+    request: HTTPRequest, form: Mapping[str, str], client: RegisteredClient
+) -> str | tuple[str, ...] | None:
+    """The ``aud`` to mint: the requested resources (RFC 8707), else the audience. A
+    client registered with audiences may name only those as resources."""
+    resources = _resources(request) if "resource" in form else ()
+    if not resources:
+        return _audience(form, client)
+    if form.get("audience"):
+        raise OAuthError(400, "invalid_request", "send resource or audience, not both")
+    allowed = client.audience
+    allowed_set = None if allowed is None else {allowed} if isinstance(allowed, str) else {*allowed}
+    if allowed_set is not None and not allowed_set.issuperset(resources):
+        raise OAuthError(400, "invalid_target", "a resource is not allowed for this client")
+    return resources[0] if len(resources) == 1 else resources
+
+
 def authorize(request: HTTPRequest, clients: Mapping[str, RegisteredClient]) -> Grant:
     """Check a token request end to end; raise :class:`OAuthError` to refuse it."""
     if request.method != "POST":
         raise OAuthError(405, "invalid_request", "the token endpoint accepts POST only")
-    form = _form(request)
-    client = _authenticate(request, form, clients)
+    form = read_form(request)
+    client = authenticate_client(request, form, clients)
     grant_type = form.get("grant_type")
     if not grant_type:
         raise OAuthError(400, "invalid_request", "the grant_type parameter is missing")
     if grant_type != "client_credentials":
         raise OAuthError(400, "unsupported_grant_type", "only client_credentials is supported")
-    return Grant(client, _scopes(form, client), _audience(form, client))
+    return Grant(client, _scopes(form, client), _target(request, form, client))

@@ -11,7 +11,11 @@ Installing ``resource-guard[testing]`` makes these fixtures available to every t
 | ``token_verifier`` | a ``TokenVerifier`` trusting ``fake_issuer`` |
 | ``token_verifier_factory`` | ``token_verifier_factory(issuer=None, **options)``: more verifiers |
 | ``fake_issuer_env`` | points ``TokenVerifier.from_env()`` at ``fake_issuer``; returns it |
+| ``introspection_verifier`` | an ``IntrospectionVerifier`` of ``fake_issuer``'s opaque tokens |
+| ``introspection_verifier_factory`` | ``introspection_verifier_factory(issuer=None, **options)`` |
 | ``app_client`` | ``app_client(app)``: a started ``AppClient`` (the lifespan ran) |
+| ``dpop_key`` | a fresh ES256 ``DPoPKey`` (RFC 9449 proofs) |
+| ``dpop_client_auth`` | ``dpop_client_auth(scopes=())``: a DPoP ``ClientCredentialsAuth`` |
 
 The ``fake_issuer`` marker sets defaults for every fake issuer of a test:
 ``@pytest.mark.fake_issuer(audience="api://orders", algorithm="ES256")``.
@@ -27,22 +31,35 @@ from typing import Any, Protocol
 import pytest
 
 from resource_guard import TokenVerifier
+from resource_guard.client import ClientCredentialsAuth
+from resource_guard.dpop import DPoPKey
 
 from ._app_client import AppClient
 from ._clock import FakeClock
+from ._introspection_fixtures import (
+    IntrospectionVerifierFactory,
+    introspection_verifier,
+    introspection_verifier_factory,
+)
 from ._issuer import DEFAULT_AUDIENCE, DEFAULT_ISSUER, FakeIssuer
 from ._keys import SigningKey, generate_key
 
 __all__ = [
     "AppClientFactory",
+    "DPoPAuthFactory",
+    "IntrospectionVerifierFactory",
     "IssuerFactory",
     "VerifierFactory",
     "app_client",
+    "dpop_client_auth",
+    "dpop_key",
     "fake_clock",
     "fake_issuer",
     "fake_issuer_env",
     "fake_issuer_factory",
     "fake_issuer_server",
+    "introspection_verifier",
+    "introspection_verifier_factory",
     "token_verifier",
     "token_verifier_factory",
 ]
@@ -286,3 +303,60 @@ def app_client() -> Iterator[AppClientFactory]:
     yield make
     for client in reversed(clients):
         client.close()
+
+
+@pytest.fixture
+def dpop_key() -> DPoPKey:
+    """A fresh ES256 :class:`~resource_guard.dpop.DPoPKey`: bind tokens to it
+    (``fake_issuer.mint(dpop_key=dpop_key)``) and sign proofs (``dpop_key.proof(...)``)."""
+    return DPoPKey.generate()
+
+
+class DPoPAuthFactory(Protocol):
+    """Type of the ``dpop_client_auth`` fixture."""
+
+    def __call__(
+        self,
+        *,
+        scopes: str | tuple[str, ...] = (),
+        issuer: FakeIssuer | None = None,
+        **options: Any,
+    ) -> ClientCredentialsAuth: ...
+
+
+@pytest.fixture
+def dpop_client_auth(
+    request: pytest.FixtureRequest, fake_clock: FakeClock, dpop_key: DPoPKey
+) -> DPoPAuthFactory:
+    """Make DPoP clients: ``dpop_client_auth(scopes=(), issuer=None, **options)``.
+
+    Registers a new client at ``issuer`` (default: ``fake_issuer``) allowed ``scopes`` and
+    returns a :class:`~resource_guard.client.ClientCredentialsAuth` with ``dpop=dpop_key``
+    on ``fake_clock``, talking to the issuer in-process (over HTTP when it is served).
+    ``options`` go to ``ClientCredentialsAuth`` and win.
+    """
+    made = 0
+
+    def make(
+        *, scopes: str | tuple[str, ...] = (), issuer: FakeIssuer | None = None, **options: Any
+    ) -> ClientCredentialsAuth:
+        nonlocal made
+        fake: FakeIssuer = request.getfixturevalue("fake_issuer") if issuer is None else issuer
+        if not isinstance(fake, FakeIssuer):
+            raise TypeError("issuer must be a FakeIssuer (e.g. one from fake_issuer_factory)")
+        made += 1
+        client_id, secret = f"dpop-client-{made}", f"dpop-secret-{made}"
+        fake.register_client(client_id, secret, scopes=scopes)
+        options.setdefault("dpop", dpop_key)
+        options.setdefault("clock", fake_clock)
+        if fake.port is None:
+            options.setdefault("http_client", (fake.client(), fake.async_client()))
+        return ClientCredentialsAuth(
+            token_url=fake.token_endpoint,
+            client_id=client_id,
+            client_secret=secret,
+            scopes=scopes,
+            **options,
+        )
+
+    return make
