@@ -319,10 +319,22 @@ async def test_replies_pass_through_unchanged(wrapped: MCPApp) -> None:
     assert (error.status, error.body) == (500, b"server error")
 
 
+async def test_an_outage_raised_before_any_reply_becomes_503() -> None:
+    """An app without Starlette's ServerErrorMiddleware: nothing went out, so 503."""
+
+    async def raw(scope: Scope, receive: Receive, send: Send) -> None:
+        raise KeysUnavailableError("down", retry_after=3)
+
+    app = MCPApp(raw, MCPTokenVerifier(Stub(verified({}))))
+    result = await call(app, path="/x")
+    assert result.status == 503
+    assert result.header(b"retry-after") == b"3"
+
+
 async def test_an_outage_after_another_reply_is_raised() -> None:
     async def raw(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            raise KeysUnavailableError("down")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise KeysUnavailableError("down")
 
     app = MCPApp(raw, MCPTokenVerifier(Stub(verified({}))))
     with pytest.raises(KeysUnavailableError):

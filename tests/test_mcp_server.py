@@ -78,10 +78,18 @@ def token(issuer: FakeIssuer, base: str, *scopes: str, **options: Any) -> str:
     return issuer.mint("frank", client_id="desk-app", scopes=scopes, **options)
 
 
-async def call_tool(url: str, bearer: str) -> Any:
-    headers = {"Authorization": f"Bearer {bearer}"}
+async def call_tool(url: str, bearer: str | None, seen: list[httpx2.Response] | None = None) -> Any:
+    """Call the tool with the SDK's client; ``seen`` collects the HTTP replies it got."""
+    headers = {} if bearer is None else {"Authorization": f"Bearer {bearer}"}
+
+    async def record(response: httpx2.Response) -> None:
+        if seen is not None:
+            seen.append(response)
+
     async with (
-        httpx2.AsyncClient(headers=headers, timeout=TIMEOUT) as http,
+        httpx2.AsyncClient(
+            headers=headers, timeout=TIMEOUT, event_hooks={"response": [record]}
+        ) as http,
         streamable_http_client(url, http_client=http) as (read, write),
         ClientSession(read, write, read_timeout_seconds=TIMEOUT) as session,
     ):
@@ -123,13 +131,25 @@ def test_without_a_token_401_names_the_metadata(server: str) -> None:
     assert f'resource_metadata="{metadata_url}"' in challenge
 
 
+def test_the_sdk_client_without_a_token_gets_401_naming_the_metadata(server: str) -> None:
+    seen: list[httpx2.Response] = []
+    with pytest.raises(ExceptionGroup) as caught:  # the SDK client's task group
+        run(call_tool(server + "/mcp", None, seen))
+    assert caught.group_contains(MCPError, depth=None)
+    assert [response.status_code for response in seen] == [401]
+    metadata_url = server + "/.well-known/oauth-protected-resource/mcp"
+    assert f'resource_metadata="{metadata_url}"' in seen[0].headers["www-authenticate"]
+
+
 def test_without_the_scope_403(issuer: FakeIssuer, server: str) -> None:
     reply = post(server, {"Authorization": f"Bearer {token(issuer, server, 'orders:write')}"})
     assert reply.status_code == 403
     assert 'error="insufficient_scope"' in reply.headers["www-authenticate"]
+    seen: list[httpx2.Response] = []
     with pytest.raises(ExceptionGroup) as caught:  # the SDK client's task group
-        run(call_tool(server + "/mcp", token(issuer, server, "orders:write")))
+        run(call_tool(server + "/mcp", token(issuer, server, "orders:write"), seen))
     assert caught.group_contains(MCPError, depth=None)
+    assert [response.status_code for response in seen] == [403]
 
 
 @pytest.mark.parametrize(

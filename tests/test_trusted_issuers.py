@@ -26,6 +26,7 @@ from resource_guard import (
     UnknownKeyError,
     Verifier,
 )
+from resource_guard import _issuers as issuers_module
 from resource_guard.testing import FakeClock, FakeIssuer, generate_key
 from tests.helpers import ORDERS_AUDIENCE, compact, segment
 
@@ -340,6 +341,26 @@ async def test_cached_answers_a_token_accepted_before(
     assert trusted.cached(token_a.encode()) is verified_a  # the middleware hands bytes
     assert trusted.cached(token_b) is verified_b
     assert await trusted.verify(token_b) is verified_b  # verify answers it at once too
+
+
+async def test_a_hash_collision_never_answers_a_token_as_another_issuer_s(
+    trusted: TrustedIssuers, idp_a: FakeIssuer, idp_b: FakeIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hash() only routes: with every token colliding, the route names the last verifier
+    to accept one, whose own digest-keyed cache answers None for the other tokens."""
+    monkeypatch.setattr(issuers_module, "hash", lambda _token: 0, raising=False)
+    token_a, token_b, never = idp_a.mint(), idp_b.mint(), idp_a.mint("user-never-verified")
+    verified_a = await trusted.verify(token_a)
+    verified_b = await trusted.verify(token_b)  # takes the one route: to issuer B
+    assert trusted.cached(token_b) is verified_b
+    assert trusted.cached(token_a) is None  # B's cache does not hold A's token
+    assert trusted.cached(never) is None
+    assert trusted.cached(token_a.encode()) is None
+    again = await trusted.verify(token_a)  # a miss: A's verifier judges it again
+    assert again.issuer == ISSUER_A
+    assert again is verified_a  # from A's own cache
+    assert trusted.cached(token_a) is verified_a
+    assert trusted.cached(token_b) is None  # the route now leads to A
 
 
 @pytest.mark.parametrize(

@@ -75,7 +75,7 @@ async def test_tokens_of_every_issuer_are_accepted(
         for idp in fixed:
             assert (await trusted.verify(idp.mint())).issuer == idp.issuer
         for tenant in TENANTS[:3]:
-            token = entra.mint(claims={"iss": tenant_issuer(entra, tenant)})
+            token = entra.mint(claims={"iss": tenant_issuer(entra, tenant), "tid": tenant})
             assert (await trusted.verify(token)).issuer == tenant_issuer(entra, tenant)
         # Discovery for each configured issuer, none for the tenants: their JWKS is given.
         assert fetches(idps) == [{"discovery": 1, "jwks": 1}] * 3 + [{"jwks": 1}]
@@ -140,7 +140,9 @@ async def test_a_tenant_verified_once_shares_the_key_source(
     async with trusted_of(idps, clock) as trusted:
         template = trusted.templates[0]
         for tenant in TENANTS:
-            await trusted.verify(entra.mint(claims={"iss": tenant_issuer(entra, tenant)}))
+            await trusted.verify(
+                entra.mint(claims={"iss": tenant_issuer(entra, tenant), "tid": tenant})
+            )
             verifier = trusted.verifier_for(tenant_issuer(entra, tenant))
             assert verifier is not None
             assert verifier.key_source is template.key_source

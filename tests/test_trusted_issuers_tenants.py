@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from resource_guard import (
+    AccessToken,
     ExpiredTokenError,
     InvalidTokenError,
     IssuerTemplate,
@@ -74,6 +76,10 @@ def test_a_bad_template_is_refused(text: str, message: str) -> None:
         IssuerTemplate(text, ORDERS_AUDIENCE, jwks_uri=KEYS, tenants=[TENANT_1])
 
 
+async def asynchronous_decider(tenant: str) -> bool:  # refused before it could run
+    return True
+
+
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [
@@ -86,6 +92,7 @@ def test_a_bad_template_is_refused(text: str, message: str) -> None:
         ({"tenants": [TENANT_1, 7]}, TypeError, "must hold strings"),
         ({"tenants": []}, ValueError, "must not be empty"),
         ({"tenants": [TENANT_1], "any_tenant": True}, ValueError, "not both"),
+        ({"tenants": asynchronous_decider}, TypeError, "not async"),
         ({"tenants": None, "any_tenant": "yes"}, TypeError, "any_tenant must be a bool"),
         ({"max_tenants": 0}, ValueError, "max_tenants"),
         ({"key_source": None}, ValueError, "builds the one key source"),
@@ -346,7 +353,7 @@ async def test_templates_are_tried_in_order(entra: FakeIssuer, clock: FakeClock)
     trusted = TrustedIssuers([narrow, other])
     assert trusted.templates == (narrow, other)
     # "v2.0" is a tenant of the second template only; TENANT_2 fits neither.
-    accepted = await trusted.verify(entra.mint(claims={"iss": ORIGIN + "/v2.0"}))
+    accepted = await trusted.verify(entra.mint(claims={"iss": ORIGIN + "/v2.0", "tid": "v2.0"}))
     assert accepted.issuer == ORIGIN + "/v2.0"
     with pytest.raises(UnknownIssuerError, match="tenant that is not trusted"):
         await trusted.verify(of_tenant(entra, TENANT_2))
@@ -522,3 +529,145 @@ async def test_verifiers_sharing_a_key_source_fetch_once(
     assert len(asyncio.all_tasks()) == 2  # ...whose refresher still runs
     await owner.aclose()
     assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+# -- the tenant claim (tid) --------------------------------------------------------------------
+
+TID_REFUSALS: dict[str, tuple[dict[str, Any], str]] = {
+    "other-tenant": ({"tid": TENANT_2}, "'tid' claim does not have the required value"),
+    "missing": ({}, "'tid' claim is required"),
+    "upper-case": ({"tid": TENANT_1.upper()}, "'tid' claim does not have the required value"),
+    "not-a-string": ({"tid": 7}, "'tid' claim does not have the required value"),
+}
+
+
+@pytest.mark.parametrize(
+    ("claims", "message"), TID_REFUSALS.values(), ids=list(TID_REFUSALS.keys())
+)
+async def test_a_tenant_s_token_must_name_that_tenant_in_tid(
+    entra: FakeIssuer, clock: FakeClock, claims: dict[str, Any], message: str
+) -> None:
+    """Microsoft's rule for multi-tenant apps: the tenant of ``iss`` is the ``tid``."""
+    trusted = TrustedIssuers([template(entra, clock, tenants=[TENANT_1, TENANT_2])])
+    token = entra.mint(claims={"iss": TEMPLATE.format(tenant=TENANT_1), **claims})
+    with pytest.raises(InvalidTokenError, match=message):
+        await trusted.verify(token)
+    assert trusted.cached(token) is None
+
+
+async def test_tenant_claim_none_checks_no_claim(entra: FakeIssuer, clock: FakeClock) -> None:
+    """An IdP whose tokens carry no tenant claim: ``tenant_claim=None``."""
+    trusted = TrustedIssuers([template(entra, clock, tenants=[TENANT_1], tenant_claim=None)])
+    verified = await trusted.verify(entra.mint(claims={"iss": TEMPLATE.format(tenant=TENANT_1)}))
+    assert verified.issuer == TEMPLATE.format(tenant=TENANT_1)
+    assert "tid" not in verified.claims
+
+
+async def test_another_tenant_claim_can_be_named(entra: FakeIssuer, clock: FakeClock) -> None:
+    made = template(entra, clock, any_tenant=True, tenant_claim="tenant")
+    assert made.tenant_claim == "tenant"
+    trusted = TrustedIssuers([made])
+    issuer = TEMPLATE.format(tenant=TENANT_2)
+    assert (await trusted.verify(entra.mint(claims={"iss": issuer, "tenant": TENANT_2}))).issuer
+    with pytest.raises(InvalidTokenError, match="'tenant' claim is required"):
+        await trusted.verify(entra.mint(claims={"iss": issuer, "tid": TENANT_2}))
+
+
+async def test_claim_values_keep_applying_beside_the_tenant_claim(
+    entra: FakeIssuer, clock: FakeClock
+) -> None:
+    made = template(entra, clock, tenants=[TENANT_1], claim_values={"ver": "2.0"})
+    trusted = TrustedIssuers([made])
+    issuer = TEMPLATE.format(tenant=TENANT_1)
+    good = entra.mint(claims={"iss": issuer, "tid": TENANT_1, "ver": "2.0"})
+    assert (await trusted.verify(good)).issuer == issuer
+    with pytest.raises(InvalidTokenError, match="'ver'"):
+        await trusted.verify(of_tenant(entra, TENANT_1))
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"tenant_claim": 7}, TypeError, "tenant_claim must be"),
+        ({"tenant_claim": ""}, ValueError, "tenant_claim must be"),
+        ({"tenant_claim": "tid", "claim_values": {"tid": TENANT_1}}, ValueError, "tenant_claim"),
+    ],
+)
+def test_bad_tenant_claims_are_refused(options: dict[str, Any], error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        IssuerTemplate(TEMPLATE, ORDERS_AUDIENCE, jwks_uri=KEYS, tenants=[TENANT_1], **options)
+
+
+# -- the DPoP policy of a tenant's token -------------------------------------------------------
+
+
+async def test_a_tenant_token_keeps_its_template_s_policy_without_asking_the_callable(
+    entra: FakeIssuer, clock: FakeClock
+) -> None:
+    """The policy of an accepted token never depends on the callable's later answers: a
+    tenant dropped between verify() and the DPoP check must not fall back to a laxer one."""
+    trusted_now = {TENANT_1}
+    asked: list[str] = []
+
+    def decide(tenant: str) -> bool:
+        asked.append(tenant)
+        return tenant in trusted_now
+
+    made = template(entra, clock, tenants=decide, dpop="required")
+    lax = TokenVerifier(
+        "https://lax.test", ORDERS_AUDIENCE, http_client=entra.async_client(), dpop="off"
+    )
+    trusted = TrustedIssuers([lax, made])
+    token = await trusted.verify(of_tenant(entra, TENANT_1))
+    trusted_now.clear()
+    asked.clear()
+    assert trusted.dpop_policy(token) is made.dpop_policy()
+    assert made.dpop_policy().mode == "required"
+    assert asked == []  # one dict look-up per template: no callable, no verifier built
+
+
+async def test_an_evicted_tenant_s_token_keeps_its_template_s_policy(
+    entra: FakeIssuer, clock: FakeClock
+) -> None:
+    made = template(entra, clock, any_tenant=True, max_tenants=1, dpop="required")
+    lax = TokenVerifier(
+        "https://lax.test", ORDERS_AUDIENCE, http_client=entra.async_client(), dpop="off"
+    )
+    trusted = TrustedIssuers([lax, made])
+    first = await trusted.verify(of_tenant(entra, TENANT_1))
+    await trusted.verify(of_tenant(entra, TENANT_2))  # TENANT_1's verifier leaves
+    assert trusted.dpop_policy(first) is made.dpop_policy()
+
+
+def test_templates_alone_challenge_with_the_first_template_s_policy(
+    entra: FakeIssuer, clock: FakeClock
+) -> None:
+    made = template(entra, clock, tenants=[TENANT_1], dpop="required")
+    assert TrustedIssuers([made]).dpop_policy() is made.dpop_policy()
+
+
+async def test_the_policy_follows_the_template_that_accepted_the_token(
+    entra: FakeIssuer, clock: FakeClock
+) -> None:
+    """``https://login.entra.test/a/b`` fits both templates (tenant ``b``, tenant ``a``):
+    before any token, the first that fits answers; once the second accepted one, it."""
+    first = IssuerTemplate(
+        ORIGIN + "/a/{tenant}", ORDERS_AUDIENCE, jwks_uri=KEYS, tenants=lambda _: False
+    )
+    second = IssuerTemplate(
+        ORIGIN + "/{tenant}/b",
+        ORDERS_AUDIENCE,
+        jwks_uri=KEYS,
+        any_tenant=True,
+        http_client=entra.async_client(),
+        clock=clock,
+        dpop="off",
+    )
+    trusted = TrustedIssuers([first, second])
+    issuer = ORIGIN + "/a/b"
+    stranger = AccessToken({}, frozenset(), datetime.now(UTC), issuer=issuer)
+    assert trusted.dpop_policy(stranger) is first.dpop_policy()
+    accepted = await trusted.verify(entra.mint(claims={"iss": issuer, "tid": "a"}))
+    assert trusted.dpop_policy(accepted) is second.dpop_policy()
+    nobody = AccessToken({}, frozenset(), datetime.now(UTC))  # names no issuer
+    assert trusted.dpop_policy(nobody) is first.dpop_policy()

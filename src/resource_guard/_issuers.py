@@ -13,10 +13,11 @@ with an allowlist of tenant ids, a callable deciding, or (dangerous) any tenant.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit
@@ -42,6 +43,9 @@ with a letter or digit (a GUID, a domain name): never ``/``, ``?``, ``#`` or ``.
 MAX_ALLOWED_TENANTS = 10_000
 DEFAULT_MAX_TENANTS = 100
 DEFAULT_ROUTES = 16_384
+
+DEFAULT_TENANT_CLAIM = "tid"
+"""Entra ID's tenant claim: its tokens name their tenant both in ``iss`` and in ``tid``."""
 
 TenantPolicy = Literal["allowlist", "callable", "any"]
 TenantDecider = Callable[[str], bool]
@@ -74,6 +78,21 @@ def _allowlist(tenants: object) -> tuple[str, ...]:
             f"tenants may list at most {MAX_ALLOWED_TENANTS} ids; decide with a callable for more"
         )
     return tuple(dict.fromkeys(ids))
+
+
+def _check_tenant_claim(name: object, claim_values: object) -> str | None:
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise TypeError("tenant_claim must be a claim name (str) or None")
+    if not name.strip():
+        raise ValueError("tenant_claim must be a non-empty claim name, or None for no check")
+    if isinstance(claim_values, Mapping) and name in claim_values:
+        raise ValueError(
+            f"claim_values names {name!r}, which tenant_claim sets to each tenant's id: "
+            "remove it from claim_values"
+        )
+    return name
 
 
 class IssuerTemplate:
@@ -109,6 +128,10 @@ class IssuerTemplate:
         max_tenants: tenant verifiers kept when a callable or ``any_tenant`` decides (the
             least recently verified one goes first, its cache with it); an allowlist keeps
             one per listed tenant. Memory is at most this times ``cache_size`` tokens.
+        tenant_claim: the claim each tenant's token must carry with exactly the tenant id
+            of its ``iss`` (default ``tid``, as Microsoft asks multi-tenant applications
+            to check: v1 and v2 Entra tokens carry it); None for an identity provider
+            whose tokens name their tenant in ``iss`` only.
         options: the other :class:`TokenVerifier` keywords (``algorithms``,
             ``scope_claims``, ``cache_size``, ``cooldown``, ``http_client``, ``clock``...),
             the same for every tenant; ``http_client`` and the fetch settings go to the
@@ -124,6 +147,7 @@ class IssuerTemplate:
         tenants: Iterable[str] | TenantDecider | None = None,
         any_tenant: bool = False,
         max_tenants: int = DEFAULT_MAX_TENANTS,
+        tenant_claim: str | None = DEFAULT_TENANT_CLAIM,
         **options: Any,
     ) -> None:
         if not isinstance(template, str):
@@ -161,6 +185,11 @@ class IssuerTemplate:
                 "any_tenant=True trusts every tenant (dangerous: anyone can create one)"
             )
         elif callable(tenants):
+            if inspect.iscoroutinefunction(tenants):
+                raise TypeError(
+                    "tenants must be a plain callable tenant id -> bool, not async: it is "
+                    "asked on the event loop for every token (keep an in-memory set fresh)"
+                )
             self._decide = tenants
             policy = "callable"
         else:
@@ -176,6 +205,7 @@ class IssuerTemplate:
         # The owner of the shared key source; it checks every option once, here, and never
         # verifies a token (no token's iss holds the braces of its issuer).
         self._owner = TokenVerifier(template, audience, jwks_uri=jwks_uri, **options)
+        self._tenant_claim = _check_tenant_claim(tenant_claim, options.get("claim_values"))
         self._options = {name: value for name, value in options.items() if name != "http_client"}
         # One DPoP policy (one replay store) for every tenant: a tenant's verifier rebuilt
         # after eviction must still know the proofs it accepted.
@@ -207,6 +237,11 @@ class IssuerTemplate:
         return tuple(self.issuer_for(tenant) for tenant in self._allowed)
 
     @property
+    def tenant_claim(self) -> str | None:
+        """The claim every tenant's token must carry with its tenant id (``tid``), or None."""
+        return self._tenant_claim
+
+    @property
     def max_tenants(self) -> int:
         """How many tenant verifiers are kept at most."""
         return self._max_tenants
@@ -220,6 +255,11 @@ class IssuerTemplate:
     def key_source(self) -> RemoteKeySource:
         """The key source every tenant shares (``status()``, ``fetch_count``)."""
         return self._owner.key_source
+
+    def dpop_policy(self, token: AccessToken | None = None) -> DPoPPolicy:
+        """The DPoP policy every tenant shares (the ``dpop`` option; see
+        :meth:`TokenVerifier.dpop_policy`)."""
+        return self._owner.dpop_policy(token)
 
     def issuer_for(self, tenant: str) -> str:
         """The concrete issuer of ``tenant`` (no policy check)."""
@@ -263,8 +303,12 @@ class IssuerTemplate:
         (no policy check: :class:`TrustedIssuers` asks :meth:`allows` first)."""
         if not isinstance(tenant, str) or not _is_tenant_id(tenant):
             raise ValueError(f"not a valid tenant id: {tenant!r:.140}")
+        options = self._options
+        if self._tenant_claim is not None:
+            values = {**(options.get("claim_values") or {}), self._tenant_claim: tenant}
+            options = {**options, "claim_values": values}
         return TokenVerifier(
-            self.issuer_for(tenant), self._audience, key_source=self.key_source, **self._options
+            self.issuer_for(tenant), self._audience, key_source=self.key_source, **options
         )
 
     async def start(self) -> None:
@@ -356,7 +400,6 @@ class TrustedIssuers:
         )
         self._route_size = opt.count("cache_size", cache_size, low=0, high=10_000_000)
         self._routes: OrderedDict[int, _Route] = OrderedDict()
-        self._default_dpop = DPoPPolicy()  # challenges, when only templates are trusted
 
     def __repr__(self) -> str:
         return f"TrustedIssuers(issuers={self.issuers!r}, templates={self.templates!r})"
@@ -407,13 +450,29 @@ class TrustedIssuers:
             return None
 
     def dpop_policy(self, token: AccessToken | None = None) -> DPoPPolicy:
-        """The DPoP policy of the verifier of ``token``'s issuer (see
-        :meth:`TokenVerifier.dpop_policy`). With None, or an issuer trusted no more, the
-        first verifier's: what a request without a token is challenged with."""
-        verifier = None if token is None else self.verifier_for(token.issuer)
-        if verifier is None:
-            verifier = next((m for m in self._members if isinstance(m, TokenVerifier)), None)
-        return self._default_dpop if verifier is None else verifier.dpop_policy(token)
+        """The DPoP policy of the entry that accepted ``token`` (see
+        :meth:`TokenVerifier.dpop_policy`): its issuer's verifier, or the template of its
+        tenant (found without asking a tenant callable again or building a verifier, so
+        the policy of an accepted token never changes). With None, or an issuer no entry
+        knows, the first entry's: what a request without a token is challenged with."""
+        member = None if token is None else self._member_of(token.issuer)
+        if member is None:
+            member = self._members[0]
+        return member.dpop_policy(token)
+
+    def _member_of(self, issuer: str) -> TokenVerifier | IssuerTemplate | None:
+        """The entry behind tokens of ``issuer``: its verifier, else the template holding
+        a verifier for it, else the first template it fits; no policy is asked."""
+        found = self._exact.get(issuer)
+        if found is not None:
+            return found
+        shaped: IssuerTemplate | None = None
+        for template, known in self._tenants.items():
+            if issuer in known:
+                return template
+            if shaped is None and template.tenant_of(issuer) is not None:
+                shaped = template
+        return shaped
 
     # -- lifecycle ---------------------------------------------------------------------
 

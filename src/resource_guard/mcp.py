@@ -194,17 +194,20 @@ class MCPApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         held: list[Message] = []  # a 500 reply, until we know what caused it
+        replied = False  # whether a message went out
 
         async def hold(message: Message) -> None:
+            nonlocal replied
             if held or (message["type"] == "http.response.start" and message["status"] == 500):
                 held.append(message)
             else:
+                replied = True
                 await send(message)
 
         try:
             await self.app(scope, receive, hold)
         except VerificationUnavailableError as exc:
-            if not held:
+            if replied:
                 raise  # a reply already went out: nothing to replace
             logger.warning("token verification unavailable (%s); answering 503", exc.code)
             await send_reply(scope, receive, send, self._replies.keys_unavailable(exc.retry_after))

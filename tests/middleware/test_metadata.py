@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -14,6 +15,7 @@ from starlette.routing import Mount, Route
 from resource_guard import ProtectedResourceMetadata, TokenVerifier
 from resource_guard.dpop import DPoPPolicy
 from resource_guard.exceptions import KeysUnavailableError
+from resource_guard.fastapi import require_scopes as fastapi_scopes
 from resource_guard.middleware import BearerAuthMiddleware
 from resource_guard.starlette import require_scopes
 from resource_guard.testing import FakeIssuer
@@ -160,6 +162,10 @@ async def test_explicit_authorization_servers_and_scopes(
         "//.well-known/oauth-protected-resource/orders",
         "/x/.well-known/oauth-protected-resource/orders",  # ends like it, is not it
         "/.WELL-KNOWN/oauth-protected-resource/orders",
+        "/.well-known/oauth-protected-resource/ORDERS",
+        "/.well-known/oauth-protected-resource%2Forders",  # as a server that did not decode
+        "/.well-known%2Foauth-protected-resource/orders",
+        "/.well-known/oauth-protected-resource/orders%00",
         "/.well-known/openid-configuration",
         "/.well-known/oauth-authorization-server",
         "/orders",
@@ -254,6 +260,36 @@ async def test_a_route_s_scope_refusal_names_the_metadata(app: Starlette, fake: 
     assert challenge is not None
     assert CHALLENGE.fullmatch(challenge.decode()), challenge
     assert b'scope="orders:write"' in challenge
+
+
+@pytest.mark.parametrize("anonymous", [False, True], ids=["token-required", "anonymous"])
+async def test_a_fastapi_route_s_refusals_name_the_metadata(
+    resource_verifier: TokenVerifier, fake: FakeIssuer, anonymous: bool
+) -> None:
+    """FastAPI's require_scopes answers 403 (a token without the scope) and, for an
+    anonymous request, 401: both challenges name the metadata."""
+    api = FastAPI()
+
+    @api.get("/orders", dependencies=[fastapi_scopes("orders:write")])
+    async def orders() -> dict[str, bool]:
+        return {"written": True}
+
+    api.add_middleware(
+        BearerAuthMiddleware,
+        verifier=resource_verifier,
+        resource_metadata=ProtectedResourceMetadata(RESOURCE),
+        allow_anonymous=anonymous,
+    )
+    refused = await call(api, path="/orders", headers=token(fake, "orders:read"))
+    assert_refusal(refused, 403, "insufficient_scope")
+    challenge = refused.header(b"www-authenticate")
+    assert challenge is not None
+    assert CHALLENGE.fullmatch(challenge.decode()), challenge
+    missing = await call(api, path="/orders")
+    assert_refusal(missing, 401, "unauthorized")
+    assert missing.header_lines(b"www-authenticate") == bare(named=NAMED)
+    allowed = await call(api, path="/orders", headers=token(fake, "orders:write"))
+    assert (allowed.status, allowed.json()) == (200, {"written": True})
 
 
 async def test_a_route_s_missing_token_names_the_metadata(
