@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from resource_guard import _bearer_request
 from resource_guard._bearer_request import (
     DUPLICATE_HEADERS,
+    MALFORMED_DPOP_TOKEN,
     MALFORMED_HEADER,
     MALFORMED_TOKEN,
     MISSING_DPOP_TOKEN,
@@ -368,8 +369,8 @@ def test_credentials_name_their_scheme(value: bytes, expected: tuple[str, bool] 
     [
         (b"DPoP", MISSING_DPOP_TOKEN),
         (b"DPoP   ", MISSING_DPOP_TOKEN),
-        (b"DPoP a b", MALFORMED_TOKEN),
-        (b"DPoP a=b", MALFORMED_TOKEN),
+        (b"DPoP a b", MALFORMED_DPOP_TOKEN),
+        (b"DPoP a=b", MALFORMED_DPOP_TOKEN),
         (b"Bearer", MISSING_TOKEN),
         (b"Bad(scheme) x", MALFORMED_HEADER),
     ],

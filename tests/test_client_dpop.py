@@ -305,6 +305,24 @@ def test_the_nonce_just_sent_is_not_retried(make: Any, clock: FakeClock) -> None
     assert read_unverified(requests[1].headers["dpop"])[1]["nonce"] == "n1"
 
 
+def test_the_nonce_of_the_retried_token_reply_is_the_one_used_next(
+    make: Any, clock: FakeClock
+) -> None:
+    """RFC 9449 §8.2: the latest DPoP-Nonce counts, the retried request's reply's too."""
+    token = {"access_token": "a.b.c", "token_type": "DPoP", "expires_in": 60}
+    http, requests = scripted_token_endpoint(
+        nonce_error("n1"),
+        json_reply(200, token, **{"DPoP-Nonce": "n2"}),
+        json_reply(200, token),
+    )
+    auth = make(http_client=http)
+    assert auth.get_token() == "a.b.c"
+    clock.advance(61)
+    assert auth.get_token() == "a.b.c"
+    nonces = [read_unverified(request.headers["dpop"])[1].get("nonce") for request in requests]
+    assert nonces == [None, "n1", "n2"]
+
+
 def test_a_bearer_token_is_refused_when_dpop_was_asked(make: Any) -> None:
     bearer = json_reply(200, {"access_token": "a.b.c", "token_type": "Bearer", "expires_in": 60})
     http, _ = scripted_token_endpoint(bearer)

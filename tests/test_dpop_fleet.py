@@ -19,7 +19,7 @@ import pytest
 
 from resource_guard.dpop import DPoPKey
 from resource_guard.testing import FakeIssuer
-from tests.redis_server import RedisServer, free_port, require_redis_server
+from tests.redis_server import RedisServer, free_port, require_redis_server, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC_URL = "https://orders.fleet.test"
@@ -77,17 +77,6 @@ def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
         time.sleep(0.05)
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT)
-
-
 @contextlib.contextmanager
 def fleet(issuer: FakeIssuer, tmp_path: Path, redis_url: str | None) -> Iterator[list[str]]:
     """Two processes of the app; yields their own base URLs (what a load balancer reaches)."""
@@ -106,7 +95,7 @@ def fleet(issuer: FakeIssuer, tmp_path: Path, redis_url: str | None) -> Iterator
         yield [url for _, url, _ in members]
     finally:
         for process, _, _ in members:
-            stop(process)
+            stop_process(process, STOP_TIMEOUT)
 
 
 def challenge(response: httpx.Response) -> str:

@@ -79,8 +79,9 @@ def test_the_default_key_is_es256_on_p256() -> None:
         ("https://api.test/orders#frag", "https://api.test/orders"),
         ("http://127.0.0.1:8000/a/b/", "http://127.0.0.1:8000/a/b/"),
         ("https://api.test", "https://api.test/"),
+        ("https://me:secret@api.test:8443/orders", "https://api.test:8443/orders"),
     ],
-    ids=["query-and-fragment", "fragment", "port-and-slash", "no-path"],
+    ids=["query-and-fragment", "fragment", "port-and-slash", "no-path", "userinfo-dropped"],
 )
 def test_htu_is_the_url_without_query_and_fragment(
     keys: dict[str, DPoPKey], url: str, htu: str
@@ -253,6 +254,7 @@ def test_wrong_arguments_fail_with_a_clear_error(
         ("GET", "/orders", {}, ValueError, "absolute http"),
         ("GET", "ftp://host/x", {}, ValueError, "absolute http"),
         ("GET", "http://[::1/x", {}, ValueError, "absolute http"),
+        ("GET", "https://me@/x", {}, ValueError, "absolute http"),
         ("GET", b"https://api.test/", {}, TypeError, "url must be a str"),
         ("GET", "https://api.test/", {"access_token": "tök"}, ValueError, "ASCII"),
         ("GET", "https://api.test/", {"access_token": 5}, ValueError, "ASCII"),
@@ -266,6 +268,7 @@ def test_wrong_arguments_fail_with_a_clear_error(
         "relative-url",
         "ftp-url",
         "broken-url",
+        "userinfo-without-host",
         "bytes-url",
         "non-ascii-token",
         "int-token",

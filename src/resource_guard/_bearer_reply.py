@@ -110,9 +110,11 @@ class BearerReplies:
     | situation                      | status | challenge                            |
     |--------------------------------|--------|--------------------------------------|
     | no credentials                 | 401    | ``Bearer realm="..."``               |
-    | malformed request              | 400    | ``error="invalid_request"``          |
+    | malformed request              | 400    | ``error="invalid_request"`` (on the  |
+    |                                |        | ``DPoP`` one for the DPoP scheme)    |
     | token refused                  | 401    | ``error="invalid_token"``            |
-    | scope missing                  | 403    | ``error="insufficient_scope"``       |
+    | scope missing                  | 403    | ``error="insufficient_scope"`` (on   |
+    |                                |        | the ``DPoP`` one for a DPoP request) |
     | keys unavailable               | 503    | none; ``Retry-After`` instead        |
     | DPoP proof or binding refused  | 401    | ``DPoP ..., error="..."``            |
 
@@ -120,14 +122,17 @@ class BearerReplies:
     ``resource_metadata="<URL>"`` (RFC 9728 §5.1). With ``dpop_algs`` (DPoP accepted), a
     request without credentials gets a bare ``DPoP realm="...", algs="..."`` challenge as
     well, in a second ``WWW-Authenticate`` header; ``bearer=False`` (DPoP required) leaves
-    the ``Bearer`` one out.
+    the ``Bearer`` one out. :meth:`for_dpop` gives the replies of a request that used the
+    ``DPoP`` scheme, whose route refusals (403) carry the error on the ``DPoP`` challenge.
     """
 
     __slots__ = (
         "_dpop",
+        "_dpop_request",
         "_invalid_request",
         "_invalid_token",
         "_scope",
+        "_views",
         "bearer",
         "dpop_algs",
         "missing",
@@ -137,6 +142,7 @@ class BearerReplies:
     )
 
     _CACHE_LIMIT = 256
+    _VIEWS_LIMIT = 16
 
     def __init__(
         self,
@@ -145,8 +151,12 @@ class BearerReplies:
         resource_metadata: str | None = None,
         dpop_algs: Iterable[str] = (),
         bearer: bool = True,
+        dpop_request: tuple[tuple[str, ...], bool] | None = None,
     ) -> None:
         self.realm = realm
+        # (algs, bearer) of the policy a DPoP-scheme request was checked by (see for_dpop).
+        self._dpop_request = dpop_request
+        self._views: dict[tuple[frozenset[str], bool], BearerReplies] = {}
         self.resource_metadata = resource_metadata
         """The metadata URL every challenge names, or None."""
         self.dpop_algs: tuple[str, ...] = tuple(sorted(dpop_algs))
@@ -190,9 +200,10 @@ class BearerReplies:
         bearer: bool,
         error: str | None = None,
         description: str | None = None,
+        scopes: Iterable[str] = (),
     ) -> tuple[tuple[bytes, bytes], ...]:
         """``WWW-Authenticate`` headers: a bare ``Bearer`` one when ``bearer``, and a
-        ``DPoP`` one (holding the error) when ``algs``."""
+        ``DPoP`` one (holding the error and ``scopes``) when ``algs``."""
         headers = []
         if bearer:
             headers.append((b"www-authenticate", self._challenge()))
@@ -201,6 +212,7 @@ class BearerReplies:
                 self.realm,
                 error=error,
                 description=description,
+                scopes=scopes,
                 resource_metadata=self.resource_metadata,
                 scheme="DPoP",
                 algs=algs,
@@ -220,22 +232,59 @@ class BearerReplies:
         """401 for a DPoP refusal (RFC 9449 §7.1): ``error`` (``invalid_dpop_proof``,
         ``invalid_token``, ``use_dpop_nonce``) on a ``DPoP`` challenge naming ``algs``,
         a bare ``Bearer`` one too when ``bearer``, and ``DPoP-Nonce`` when ``nonce``."""
-        names = tuple(sorted(algs))
-        key = (error, description, names, bearer, nonce)
+        return self._dpop_reply(401, error, description, tuple(sorted(algs)), bearer, nonce)
+
+    def _dpop_reply(
+        self,
+        status: int,
+        error: str,
+        description: str,
+        names: tuple[str, ...],
+        bearer: bool,
+        nonce: str | None = None,
+    ) -> Reply:
+        key = (status, error, description, names, bearer, nonce)
         reply = self._dpop.get(key)
         if reply is None:
             text = _description(description) or error
             extra = self._challenges(names, bearer, error, text)
             if nonce is not None:
                 extra = (*extra, (b"dpop-nonce", _NOT_SCOPE.sub("", nonce).encode("ascii")))
-            reply = _reply(401, error, text, extra)
+            reply = _reply(status, error, text, extra)
             if len(self._dpop) >= self._CACHE_LIMIT:
                 self._dpop.clear()
             self._dpop[key] = reply
         return reply
 
-    def invalid_request(self, description: str) -> Reply:
-        """400 ``invalid_request``."""
+    def for_dpop(self, algs: frozenset[str], bearer: bool) -> BearerReplies:
+        """These replies for a request that came with the ``DPoP`` scheme, checked by a
+        policy accepting proofs signed with ``algs`` (and bearer tokens when ``bearer``):
+        a route's 403 ``insufficient_scope`` then holds its error on a ``DPoP`` challenge
+        (RFC 9449 §7.1), after a bare ``Bearer`` one when ``bearer``. Remembered per
+        ``(algs, bearer)``."""
+        key = (algs, bearer)
+        view = self._views.get(key)
+        if view is None:
+            view = BearerReplies(
+                self.realm,
+                resource_metadata=self.resource_metadata,
+                dpop_algs=self.dpop_algs,
+                bearer=self.bearer,
+                dpop_request=(tuple(sorted(algs)), bearer),
+            )
+            if len(self._views) >= self._VIEWS_LIMIT:
+                self._views.clear()
+            self._views[key] = view
+        return view
+
+    def invalid_request(self, description: str, *, dpop: bool = False) -> Reply:
+        """400 ``invalid_request``: on the ``Bearer`` challenge, or on the ``DPoP`` one
+        (RFC 9449 §7.1) when DPoP is accepted and the request used that scheme (``dpop``)
+        or bearer tokens are not accepted."""
+        if self.dpop_algs and (dpop or not self.bearer):
+            return self._dpop_reply(
+                400, "invalid_request", description, self.dpop_algs, self.bearer
+            )
         return self._cached(self._invalid_request, description, 400, "invalid_request")
 
     def invalid_token(self, description: str) -> Reply:
@@ -263,8 +312,15 @@ class BearerReplies:
                 if any_of
                 else "the token lacks a required scope"
             )
-            header = self._challenge(error="insufficient_scope", description=text, scopes=key[0])
-            reply = _reply(403, "insufficient_scope", text, ((b"www-authenticate", header),))
+            if self._dpop_request is None:
+                header = self._challenge(
+                    error="insufficient_scope", description=text, scopes=key[0]
+                )
+                extra: tuple[tuple[bytes, bytes], ...] = ((b"www-authenticate", header),)
+            else:  # a DPoP request: the error goes on the DPoP challenge (RFC 9449 §7.1)
+                algs, bearer = self._dpop_request
+                extra = self._challenges(algs, bearer, "insufficient_scope", text, key[0])
+            reply = _reply(403, "insufficient_scope", text, extra)
             if len(self._scope) >= self._CACHE_LIMIT:
                 self._scope.clear()
             self._scope[key] = reply

@@ -35,6 +35,7 @@ MALFORMED_HEADER = "malformed Authorization header"
 MISSING_TOKEN = "the Bearer scheme needs a token"
 MISSING_DPOP_TOKEN = "the DPoP scheme needs a token"
 MALFORMED_TOKEN = "malformed bearer token"
+MALFORMED_DPOP_TOKEN = "malformed DPoP token"
 
 
 class BearerRequestError(Exception):
@@ -77,20 +78,21 @@ def parse_credentials(value: bytes) -> tuple[str, bool] | None:
     space = value.find(b" ")
     scheme = (value if space < 0 else value[:space]).lower()
     if scheme == b"dpop":
-        return _token(value, space, MISSING_DPOP_TOKEN), True
+        return _token(value, space, MISSING_DPOP_TOKEN, MALFORMED_DPOP_TOKEN), True
     token = parse_authorization(value)
     return None if token is None else (token, False)
 
 
-def _token(value: bytes, space: int, missing: str) -> str:
-    """The b64token after the scheme of a stripped header ``value``."""
+def _token(value: bytes, space: int, missing: str, malformed: str = MALFORMED_TOKEN) -> str:
+    """The b64token after the scheme of a stripped header ``value`` (``missing`` and
+    ``malformed`` describe the errors: they name the scheme)."""
     token = value[space + 1 :].lstrip(b" ") if space > 0 else b""
     if not token:
         raise BearerRequestError(missing)
     body = token.rstrip(b"=")
     # b64token: the body characters, then only "=" padding (translate is the fast check).
     if not body or body.translate(None, _B64TOKEN_BODY):
-        raise BearerRequestError(MALFORMED_TOKEN)
+        raise BearerRequestError(malformed)
     return token.decode("ascii")
 
 

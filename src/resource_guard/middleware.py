@@ -42,6 +42,7 @@ from ._bearer_reply import BearerReplies, Reply
 from ._bearer_request import (
     BODYLESS_METHODS,
     DUPLICATE_HEADERS,
+    MALFORMED_DPOP_TOKEN,
     MALFORMED_HEADER,
     MALFORMED_TOKEN,
     MISSING_DPOP_TOKEN,
@@ -88,8 +89,11 @@ _REQUEST_PROBLEMS = {
     MISSING_TOKEN: "empty_token",
     MISSING_DPOP_TOKEN: "empty_token",
     MALFORMED_TOKEN: "malformed_bearer_token",
+    MALFORMED_DPOP_TOKEN: "malformed_dpop_token",
 }
 """The ``problem`` detail of a 400 ``invalid_request`` refusal, by its description."""
+_DPOP_SCHEME_PROBLEMS = frozenset({MISSING_DPOP_TOKEN, MALFORMED_DPOP_TOKEN})
+"""Descriptions of a malformed ``DPoP`` scheme: their 400 goes on the DPoP challenge."""
 _PROOF_REASONS = {
     REPLAYED: "dpop_replay",
     KEY_MISMATCH: "dpop_key_mismatch",
@@ -475,7 +479,10 @@ class BearerAuthMiddleware:
         """400 ``invalid_request``; the decision names the problem (``two_methods``...)."""
         problem = _REQUEST_PROBLEMS.get(description, "other")
         self._report(scope, "refused", "invalid_request", 400, started, {"problem": problem})
-        await send_reply(scope, receive, send, self._replies.invalid_request(description))
+        reply = self._replies.invalid_request(
+            description, dpop=description in _DPOP_SCHEME_PROBLEMS
+        )
+        await send_reply(scope, receive, send, reply)
 
     # -- decisions ---------------------------------------------------------------------
 
@@ -630,6 +637,8 @@ class BearerAuthMiddleware:
             return self._unavailable(scope, exc, started)
         except Exception as exc:
             return self._failed(scope, exc, started, "the DPoP proof check")
+        # A route's scope refusal of this request goes on the DPoP challenge (§7.1).
+        scope[REPLIES_KEY] = replies.for_dpop(policy.algorithms, policy.bearer_allowed)
         nonce = policy.next_nonce(proof)
         return send if nonce is None else _with_nonce(send, nonce)
 

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
@@ -287,12 +289,54 @@ async def test_an_invalid_token_with_the_dpop_scheme_gets_a_dpop_challenge(
     assert b'error="invalid_token", error_description="the token expired"' in dpop_challenge(result)
 
 
-async def test_the_dpop_scheme_without_a_token_is_a_bad_request(fake: FakeIssuer) -> None:
+@pytest.mark.parametrize(
+    ("value", "description", "problem"),
+    [
+        (b"DPoP ", "the DPoP scheme needs a token", "empty_token"),
+        (b"DPoP a b", "malformed DPoP token", "malformed_dpop_token"),
+    ],
+    ids=["no-token", "malformed-token"],
+)
+async def test_a_malformed_dpop_scheme_is_a_bad_request_on_the_dpop_challenge(
+    fake: FakeIssuer, value: bytes, description: str, problem: str
+) -> None:
+    """RFC 9449 §7.1: a request using the DPoP scheme gets its error on a DPoP challenge."""
     app, seen = decisions_of(fake)
-    result = await call(app, headers=[(b"authorization", b"DPoP ")])
+    result = await call(app, headers=[(b"authorization", value)])
     assert_refusal(result, 400, "invalid_request")
-    assert result.json()["error_description"] == "the DPoP scheme needs a token"
-    assert [d.details.get("problem") for d in seen] == ["empty_token"]
+    assert result.json()["error_description"] == description
+    assert result.header_lines(b"www-authenticate") == [
+        b'Bearer realm="api"',
+        DPOP_BARE + f', error="invalid_request", error_description="{description}"'.encode(),
+    ]
+    assert [d.details.get("problem") for d in seen] == [problem]
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("allowed", [b'Bearer realm="api", error="invalid_request", error_description="%s"']),
+        ("required", [DPOP_BARE + b', error="invalid_request", error_description="%s"']),
+        ("off", [b'Bearer realm="api", error="invalid_request", error_description="%s"']),
+    ],
+)
+async def test_a_malformed_bearer_request_names_the_schemes_accepted(
+    fake: FakeIssuer, mode: str, expected: list[bytes]
+) -> None:
+    """With DPoP required, no Bearer challenge: the error goes on the DPoP one."""
+    app = protect(verifier_of(fake, mode))
+    result = await call(app, headers=[(b"authorization", b"Bearer a b")])
+    assert_refusal(result, 400, "invalid_request")
+    assert result.header_lines(b"www-authenticate") == [
+        line % b"malformed bearer token" for line in expected
+    ]
+    dpop_off = await call(app, headers=[(b"authorization", b"DPoP ")])
+    assert_refusal(dpop_off, 400, "invalid_request")
+    if mode == "off":  # no DPoP challenge where DPoP is not accepted
+        assert dpop_off.header_lines(b"www-authenticate") == [
+            b'Bearer realm="api", error="invalid_request", '
+            b'error_description="the DPoP scheme needs a token"'
+        ]
 
 
 async def test_a_custom_verifier_without_a_policy_still_holds_bound_tokens(
@@ -616,6 +660,33 @@ async def test_a_refused_token_never_reaches_the_proof_check(
     result = await call(app, headers=dpop(token, key.proof("GET", URL, access_token=token)))
     assert_refusal(result, 401, "invalid_token")
     assert len(store) == 0
+
+
+async def test_a_flood_of_bad_proofs_costs_no_store_entry_and_no_key_fetch(
+    fake: FakeIssuer, key: DPoPKey
+) -> None:
+    store = MemoryReplayStore(10)
+    app = protect(verifier_of(fake, DPoPPolicy(replay_store=store)))
+    token = bound(fake, key)
+    other = ProofKey("ES256", now=time.time())
+    private = serialization.load_pem_private_key(key.private_pem(), None)
+    assert isinstance(private, ec.EllipticCurvePrivateKey)
+    signed = ProofKey("ES256", key=private, now=time.time())  # the client's own key
+    floods = [
+        lambda: other.proof("GET", URL, token=token),  # another key
+        lambda: signed.proof("GET", URL, token=token, signature=b"x" * 64),  # bad signature
+        lambda: signed.proof("POST", URL, token=token),  # another method
+        lambda: signed.proof("GET", "http://api.test/other", token=token),  # another URI
+        lambda: signed.proof("GET", URL, token=token, claims={"iat": 1}),  # too old
+    ]
+    for index in range(50):  # bounded: 50 refused proofs
+        result = await call(app, headers=dpop(token, floods[index % len(floods)]()))
+        assert_refusal(result, 401, "invalid_dpop_proof")
+    assert len(store) == 0
+    assert fake.jwks_fetches == 1  # the token's one verification; proofs fetch nothing
+    good = await call(app, headers=dpop(token, key.proof("GET", URL, access_token=token)))
+    assert good.status == 200
+    assert len(store) == 1
 
 
 # -- hostile DPoP headers never raise ------------------------------------------------------------

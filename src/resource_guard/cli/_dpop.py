@@ -9,42 +9,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import stat
 from pathlib import Path
 from typing import TextIO
 
 from resource_guard.dpop import DPoPKey
 
 from ._common import EXIT_OK, CLIError, Commands, formatter, read_token
+from ._keys import read_private_file
 
 __all__ = ["add_dpop_key_option", "add_proof_command", "load_or_create_dpop_key", "make_proof"]
 
 
-def _check_private(path: Path, info: os.stat_result) -> None:
-    if not stat.S_ISREG(info.st_mode):
-        raise CLIError(f"DPoP key file {path} is not a regular file")
-    if hasattr(os, "getuid") and info.st_uid != os.getuid():
-        raise CLIError(f"DPoP key file {path} belongs to another user; use your own")
-    if info.st_mode & 0o077:
-        mode = stat.S_IMODE(info.st_mode)
-        raise CLIError(
-            f"DPoP key file {path} is readable or writable by others (mode {mode:04o}); "
-            f"run: chmod 600 {path}"
-        )
-
-
 def _load(path: Path) -> DPoPKey:
-    try:
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError as exc:
-        raise CLIError(f"cannot read DPoP key file {path}: {exc.strerror}") from None
-    try:
-        _check_private(path, os.fstat(descriptor))
-    except CLIError:
-        os.close(descriptor)
-        raise
-    with os.fdopen(descriptor, "rb") as file:
-        data = file.read(64 * 1024 + 1)
+    data = read_private_file(path, "DPoP key file", 64 * 1024)
     try:
         return DPoPKey.from_pem(data)
     except ValueError:

@@ -24,7 +24,13 @@ from resource_guard.testing import SUPPORTED_ALGORITHMS, SigningKey, generate_ke
 
 from ._common import MAX_INPUT_BYTES, CLIError
 
-__all__ = ["KEY_FILE_VARIABLE", "add_key_file_option", "default_key_file", "load_or_create_keys"]
+__all__ = [
+    "KEY_FILE_VARIABLE",
+    "add_key_file_option",
+    "default_key_file",
+    "load_or_create_keys",
+    "read_private_file",
+]
 
 KEY_FILE_VARIABLE = "RESOURCE_GUARD_KEY_FILE"
 _KEY_FILE_NAME = "fake-issuer-keys.json"
@@ -58,17 +64,35 @@ def add_key_file_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _check_private(path: Path, info: os.stat_result) -> None:
+def _check_private(path: Path, info: os.stat_result, what: str, hint: str) -> None:
     if not stat.S_ISREG(info.st_mode):
-        raise CLIError(f"key file {path} is not a regular file")
+        raise CLIError(f"{what} {path} is not a regular file")
     if hasattr(os, "getuid") and info.st_uid != os.getuid():
-        raise CLIError(f"key file {path} belongs to another user; use your own --key-file")
+        raise CLIError(f"{what} {path} belongs to another user; use your own{hint}")
     if info.st_mode & 0o077:
         mode = stat.S_IMODE(info.st_mode)
         raise CLIError(
-            f"key file {path} is readable or writable by others (mode {mode:04o}); "
+            f"{what} {path} is readable or writable by others (mode {mode:04o}); "
             f"run: chmod 600 {path}"
         )
+
+
+def read_private_file(path: Path, what: str, limit: int, *, hint: str = "") -> bytes:
+    """At most ``limit + 1`` bytes of ``path``, a file holding private keys (``what``
+    names it in errors). CLIError unless it is a regular file (a symlink is not
+    followed) of this user that nobody else may read or write; ``hint`` ends the
+    other-user error."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise CLIError(f"cannot read {what} {path}: {exc.strerror}") from None
+    try:
+        _check_private(path, os.fstat(descriptor), what, hint)
+    except CLIError:
+        os.close(descriptor)
+        raise
+    with os.fdopen(descriptor, "rb") as file:
+        return file.read(limit + 1)
 
 
 def _signing_key(jwk: object, path: Path, index: int) -> SigningKey:
@@ -105,17 +129,7 @@ def _fits(key: object, alg: str) -> bool:
 
 
 def _load(path: Path) -> list[SigningKey]:
-    try:
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError as exc:
-        raise CLIError(f"cannot read key file {path}: {exc.strerror}") from None
-    try:
-        _check_private(path, os.fstat(descriptor))
-    except CLIError:
-        os.close(descriptor)
-        raise
-    with os.fdopen(descriptor, "rb") as file:
-        raw = file.read(MAX_INPUT_BYTES + 1)
+    raw = read_private_file(path, "key file", MAX_INPUT_BYTES, hint=" --key-file")
     if len(raw) > MAX_INPUT_BYTES:
         raise CLIError(f"key file {path} is larger than 1 MiB")
     try:

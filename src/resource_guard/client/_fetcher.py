@@ -111,6 +111,7 @@ class TokenFetcher:
         reply = self._send_sync(client, url)
         if self._retry_with_nonce(url, reply, sent):
             reply = self._send_sync(client, url)
+            self._remember_nonce(url, reply)
         return reply
 
     def _send_sync(self, client: httpx.Client, url: str) -> Reply:
@@ -172,6 +173,7 @@ class TokenFetcher:
         reply = await self._send_async(client, url)
         if self._retry_with_nonce(url, reply, sent):
             reply = await self._send_async(client, url)
+            self._remember_nonce(url, reply)
         return reply
 
     async def _send_async(self, client: httpx.AsyncClient, url: str) -> Reply:
@@ -230,6 +232,12 @@ class TokenFetcher:
             return False
         logger.debug("the token endpoint %s asked for a DPoP nonce; retrying with it", where(url))
         return True
+
+    def _remember_nonce(self, url: str, reply: Reply) -> None:
+        """Keep the ``DPoP-Nonce`` of the retried request's reply: the latest one counts
+        (RFC 9449 §8.2), so the next token request carries it."""
+        assert self.dpop is not None  # only called after a nonce retry
+        self.dpop.remember(url, reply.headers)
 
     def _token_from(self, url: str, reply: Reply, started: float) -> Token:
         token = token_from_reply(

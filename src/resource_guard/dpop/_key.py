@@ -50,17 +50,19 @@ _TOKEN_CHARS = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def htu_of(url: str) -> str:
-    """The ``htu`` of a request to ``url``: the absolute http(s) URI without query and
-    fragment (RFC 9449 §4.2). ValueError for anything else."""
+    """The ``htu`` of a request to ``url``: the absolute http(s) URI without user info,
+    query and fragment (RFC 9449 §4.2; a password in the URL never goes into a proof).
+    ValueError for anything else."""
     if not isinstance(url, str):
         raise TypeError(f"url must be a str, got {type(url).__name__}")
     try:
         parts = urlsplit(url)
     except ValueError:
         raise ValueError("url must be an absolute http(s) URL") from None
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+    host = parts.netloc.rpartition("@")[2]
+    if parts.scheme.lower() not in ("http", "https") or not host:
         raise ValueError("url must be an absolute http(s) URL such as https://api.example.com/x")
-    return f"{parts.scheme}://{parts.netloc}{parts.path or '/'}"
+    return f"{parts.scheme}://{host}{parts.path or '/'}"
 
 
 def _algorithm_for(key: PrivateKey, requested: str | None) -> str:
