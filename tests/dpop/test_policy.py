@@ -46,6 +46,20 @@ async def test_a_valid_bound_proof_passes_once(policy: DPoPPolicy, key: DPoPKey)
         await _check(policy, proof, key)
 
 
+async def test_the_default_store_runs_on_the_policy_s_clock(
+    policy: DPoPPolicy, key: DPoPKey, clock: FakeClock
+) -> None:
+    """The proof window and the store's memory are measured on one clock, so a clock
+    stepped back can never make a remembered proof look fresh while it is forgotten."""
+    store = policy.replay_store
+    assert isinstance(store, MemoryReplayStore)
+    await _check(policy, key.proof("GET", URL, access_token=TOKEN, now=START), key)
+    clock.advance(300)  # still inside the window (max_age 300 + leeway 5)
+    assert len(store) == 1
+    clock.advance(10)  # past it, on the policy's clock alone
+    assert len(store) == 0
+
+
 async def test_a_proof_of_another_key_is_refused(policy: DPoPPolicy, key: DPoPKey) -> None:
     proof = DPoPKey.generate().proof("GET", URL, access_token=TOKEN, now=START)
     with pytest.raises(InvalidDPoPProofError, match=KEY_MISMATCH):

@@ -40,6 +40,15 @@ async def test_an_id_is_forgotten_after_its_window(
     assert await store.seen_before("a", 60) is False
 
 
+async def test_a_clock_stepped_back_keeps_an_id_longer_never_shorter(
+    store: MemoryReplayStore, clock: FakeClock
+) -> None:
+    await store.seen_before("a", 60)
+    clock.advance(-30)  # an NTP step back: the proof's window lasts longer too
+    clock.advance(80)
+    assert await store.seen_before("a", 60) is True
+
+
 async def test_concurrent_calls_with_one_id_let_exactly_one_through(
     store: MemoryReplayStore,
 ) -> None:

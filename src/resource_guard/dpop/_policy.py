@@ -116,7 +116,7 @@ class DPoPPolicy:
         )
         """The stateless checks (:class:`ProofVerifier`)."""
         if replay_store is None:
-            replay_store = MemoryReplayStore()
+            replay_store = MemoryReplayStore(timer=clock)  # on the clock iat is judged by
         elif not callable(getattr(replay_store, "seen_before", None)):
             raise TypeError("replay_store must be a ReplayStore (async seen_before, aclose)")
         self.replay_store: ReplayStore = replay_store

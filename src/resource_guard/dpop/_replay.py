@@ -58,7 +58,10 @@ class MemoryReplayStore:
     Args:
         max_entries: most proof ids remembered at once (1 to 10 000 000).
         retry_after: the ``Retry-After`` seconds a refusal for a full store suggests.
-        timer: monotonic seconds; injectable for tests.
+        timer: seconds on the clock proofs' ``iat`` is judged by: the wall clock
+            (``time.time``), so that a clock stepped back keeps entries longer, never less
+            than their proof is acceptable (a monotonic timer would let a proof whose
+            ``iat`` looks fresh again be replayed); injectable for tests.
     """
 
     __slots__ = ("_cache", "max_entries", "retry_after")
@@ -68,12 +71,12 @@ class MemoryReplayStore:
         max_entries: int = 100_000,
         *,
         retry_after: float = 5,
-        timer: Callable[[], float] = time.monotonic,
+        timer: Callable[[], float] = time.time,
     ) -> None:
         self.max_entries = opt.count("max_entries", max_entries, low=1, high=10_000_000)
         self.retry_after = opt.seconds("retry_after", retry_after, low=1, high=3600)
         if not callable(timer):
-            raise TypeError("timer must be a callable returning monotonic seconds")
+            raise TypeError("timer must be a callable returning seconds")
         self._cache: TLRUCache[str, float] = TLRUCache(self.max_entries, _expiry, timer)
 
     def __len__(self) -> int:
