@@ -229,14 +229,15 @@ def test_pytest_blocks_pass_or_fail_as_documented(page: Path, pytester: pytest.P
 def test_the_configuration_reference_is_complete() -> None:
     """Every option of the configurable classes and every RESOURCE_GUARD_* variable the
     code reads is on docs/configuration.md."""
-    from resource_guard import TokenVerifier
+    from resource_guard import IntrospectionVerifier, TokenVerifier
     from resource_guard.client import ClientCredentialsAuth
     from resource_guard.middleware import BearerAuthMiddleware
     from resource_guard.testing import AppClient, FakeIssuer
 
     page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     missing = []
-    for cls in (TokenVerifier, BearerAuthMiddleware, ClientCredentialsAuth, FakeIssuer, AppClient):
+    classes = (TokenVerifier, IntrospectionVerifier, BearerAuthMiddleware, ClientCredentialsAuth)
+    for cls in (*classes, FakeIssuer, AppClient):
         for name in inspect.signature(cls).parameters:
             if name != "app" and f"`{name}`" not in page and f"{name}=" not in page:
                 missing.append(f"{cls.__name__}({name})")

@@ -65,6 +65,7 @@ FACADES = (
     "resource_guard",
     "resource_guard.client",
     "resource_guard.dpop",
+    "resource_guard.introspection",
     "resource_guard.testing",
 )
 """Modules that only re-export: every public attribute they hold is in ``__all__``."""

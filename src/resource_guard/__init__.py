@@ -7,7 +7,6 @@ import importlib.metadata
 
 from ._decisions import Decision
 from ._hybrid import HybridVerifier
-from ._introspection import IntrospectionVerifier
 from ._issuers import IssuerTemplate, TrustedIssuers
 from ._jwks import KeyFetch, KeySourceStatus
 from ._models import AccessToken
@@ -39,6 +38,7 @@ from .exceptions import (
     UseDPoPNonceError,
     VerificationUnavailableError,
 )
+from .introspection import IntrospectionVerifier
 from .metadata import ProtectedResourceMetadata
 from .middleware import BearerAuthMiddleware, TokenUser, get_access_token
 

@@ -11,15 +11,19 @@ the signature decides nothing: the chosen verifier still checks everything.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from . import _options as opt
 from ._b64 import b64url_decode
 from ._jws import parse_json_object
 from ._models import AccessToken
 from ._protocol import Verifier
 from .dpop import DPoPPolicy
 from .exceptions import MalformedTokenError
+from .introspection import IntrospectedToken
+from .introspection._verifier import DEFAULT_MAX_TOKEN_BYTES
 
 __all__ = ["HybridVerifier"]
 
@@ -60,6 +64,15 @@ def _strings(*verifiers: object, single: str, several: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
+def _opaque_side(access: AccessToken) -> IntrospectedToken:
+    """``access`` (granted by the opaque side) marked as such: an IntrospectionVerifier's
+    tokens are already; another verifier's are copied into the mark."""
+    if isinstance(access, IntrospectedToken):
+        return access
+    fields = dataclasses.fields(AccessToken)
+    return IntrospectedToken(**{field.name: getattr(access, field.name) for field in fields})
+
+
 def unverified_issuer(token: str) -> str | None:
     """The ``iss`` of a token shaped like a compact JWS, read without any check of its
     signature (for routing only); None for any other token."""
@@ -86,6 +99,8 @@ class HybridVerifier:
             reads ``jwt.issuer`` (TokenVerifier).
         introspect_jwts: also introspect JWTs that ``jwt`` accepted (both must accept);
             off by default: a JWT is then judged locally only.
+        max_token_bytes: longer tokens are refused before ``iss`` is read, unseen by
+            either side (256 - 1 MiB).
     """
 
     def __init__(
@@ -95,6 +110,7 @@ class HybridVerifier:
         opaque: Verifier,
         jwt_issuers: Iterable[str] | IssuerTest | None = None,
         introspect_jwts: bool = False,
+        max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
     ) -> None:
         for name, verifier in (("jwt", jwt), ("opaque", opaque)):
             if not callable(getattr(verifier, "verify", None)):
@@ -105,6 +121,9 @@ class HybridVerifier:
         self.jwt = jwt
         self.opaque = opaque
         self.introspect_jwts = introspect_jwts
+        self._max_token_bytes = opt.count(
+            "max_token_bytes", max_token_bytes, low=256, high=1024 * 1024
+        )
         self._jwt_cached = self._cached_of(jwt)
         self._opaque_cached = self._cached_of(opaque)
         self._default_dpop = DPoPPolicy()  # for a side without a policy of its own
@@ -120,10 +139,11 @@ class HybridVerifier:
         return _strings(self.jwt, self.opaque, single="", several="audiences")
 
     def dpop_policy(self, token: AccessToken | None = None) -> DPoPPolicy:
-        """The DPoP policy of the side that verified ``token``: the introspection side's
-        for a token without ``key_id`` (introspected), else the JWT side's, which also
-        challenges requests without a token. A side without a policy gets the default."""
-        side = self.opaque if token is not None and token.key_id is None else self.jwt
+        """The DPoP policy of the side that verified ``token``: the opaque side's for an
+        :class:`~resource_guard.introspection.IntrospectedToken` (what it returns through
+        this verifier), else the JWT side's, which also challenges requests without a
+        token. A side without a policy gets the default."""
+        side = self.opaque if isinstance(token, IntrospectedToken) else self.jwt
         policy_of = getattr(side, "dpop_policy", None)
         policy = policy_of(token) if callable(policy_of) else None
         return policy if isinstance(policy, DPoPPolicy) else self._default_dpop
@@ -135,23 +155,31 @@ class HybridVerifier:
 
     def routes_to_jwt(self, token: str) -> bool:
         """True when ``token`` goes to the JWT verifier (a JWS of a local issuer)."""
+        if len(token) > self._max_token_bytes:
+            return False
         iss = unverified_issuer(token)
         return iss is not None and bool(self._is_local(iss))
 
     async def verify(self, token: str) -> AccessToken:
         """The JWT verifier's answer for a JWT of a local issuer (and, with
         ``introspect_jwts``, the introspection's too); else the introspection's."""
+        if isinstance(token, str) and len(token) > self._max_token_bytes:
+            raise MalformedTokenError("the token is larger than this verifier accepts")
         if isinstance(token, str) and self.routes_to_jwt(token):
             access = await self.jwt.verify(token)
             if self.introspect_jwts:
                 await self.opaque.verify(token)
             return access
-        return await self.opaque.verify(token)
+        return _opaque_side(await self.opaque.verify(token))
 
     def cached(self, token: str | bytes) -> AccessToken | None:
         """A token either side verified before and would accept now, without waiting;
         None while :meth:`verify` is overridden (see TokenVerifier.cached)."""
-        if type(self).verify is not _VERIFY or "verify" in self.__dict__:
+        if (
+            type(self).verify is not _VERIFY
+            or "verify" in self.__dict__
+            or len(token) > self._max_token_bytes
+        ):
             return None
         jwt_cached, opaque_cached = self._jwt_cached, self._opaque_cached
         dots = token.count(b".") if isinstance(token, bytes) else token.count(".")
@@ -161,7 +189,10 @@ class HybridVerifier:
                 if not self.introspect_jwts:
                     return found
                 return found if opaque_cached is not None and opaque_cached(token) else None
-        return None if opaque_cached is None else opaque_cached(token)
+        if opaque_cached is None:
+            return None
+        found = opaque_cached(token)
+        return None if found is None else _opaque_side(found)
 
     async def start(self) -> None:
         """Start both verifiers."""

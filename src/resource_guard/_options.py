@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
@@ -56,6 +57,29 @@ def from_env(environ: Mapping[str, str], variable: str, convert: Callable[[str],
         return convert(raw)
     except ValueError:
         raise ValueError(f"environment variable {variable}={raw!r} is not valid") from None
+
+
+def settings_from_env(
+    environ: Mapping[str, str] | None,
+    table: Iterable[tuple[str, str, Callable[[str], object]]],
+    required: int,
+    overrides: Mapping[str, object],
+) -> dict[str, object]:
+    """The keyword options a ``from_env`` builds: each (option, variable, converter) of
+    ``table`` read from ``environ`` (None: ``os.environ``), then ``overrides``; ValueError
+    naming the first ``required`` variables of the table that neither gave."""
+    env = os.environ if environ is None else environ
+    rows = tuple(table)
+    settings: dict[str, object] = {}
+    for option, variable, convert in rows:
+        value = from_env(env, variable, convert)
+        if value is not None:
+            settings[option] = value
+    settings.update(overrides)
+    missing = [variable for option, variable, _ in rows[:required] if option not in settings]
+    if missing:
+        raise ValueError(f"set the environment variable(s) {', '.join(missing)}")
+    return settings
 
 
 def split_list(raw: str) -> tuple[str, ...]:

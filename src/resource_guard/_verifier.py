@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -229,16 +228,7 @@ class TokenVerifier:
         ``RESOURCE_GUARD_ISSUER`` and ``RESOURCE_GUARD_AUDIENCE`` are required; see
         docs/configuration.md for the rest. Keyword ``overrides`` win over the environment.
         """
-        env = os.environ if environ is None else environ
-        settings: dict[str, Any] = {}
-        for option, variable, convert in _ENVIRONMENT:
-            value = opt.from_env(env, variable, convert)
-            if value is not None:
-                settings[option] = value
-        settings.update(overrides)
-        missing = [variable for option, variable, _ in _ENVIRONMENT[:2] if option not in settings]
-        if missing:
-            raise ValueError(f"set the environment variable(s) {', '.join(missing)}")
+        settings: dict[str, Any] = opt.settings_from_env(environ, _ENVIRONMENT, 2, overrides)
         return cls(**settings)
 
     # -- properties --------------------------------------------------------------------

@@ -16,8 +16,8 @@ from resource_guard import (
     IntrospectionUnavailableError,
     IntrospectionVerifier,
 )
-from resource_guard._introspection_cache import IntrospectionCache
 from resource_guard._token_cache import token_digest
+from resource_guard.introspection import IntrospectedToken, IntrospectionCache
 from resource_guard.testing import FakeClock, FakeIssuer
 
 from .conftest import MakeVerifier
@@ -218,6 +218,30 @@ async def test_a_cancelled_request_does_not_cancel_the_shared_call(
         await first
     assert isinstance(await asyncio.wait_for(second, timeout=5), AccessToken)
     assert issuer.introspection_count == 1
+    assert verifier.cached(token) is not None  # the answer was kept, not poisoned
+    await verifier.verify(token)
+    assert (issuer.introspection_count, verifier.pending) == (1, 0)
+
+
+async def test_a_call_whose_every_request_was_cancelled_still_completes(
+    issuer: FakeIssuer, verifier: IntrospectionVerifier
+) -> None:
+    issuer.fault("slow", endpoint="introspection", delay=0.1)
+    token = issuer.issue_opaque()
+    alone = asyncio.ensure_future(verifier.verify(token))
+    await asyncio.sleep(0.02)
+    alone.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await alone
+    assert verifier.pending == 1  # the shared call goes on without its requester
+    for _ in range(100):  # bounded: about 1 s
+        if verifier.pending == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert verifier.pending == 0
+    assert verifier.cached(token) is not None
+    await verifier.verify(token)
+    assert issuer.introspection_count == 1
 
 
 async def test_calls_in_flight_are_bounded(issuer: FakeIssuer, make_verifier: MakeVerifier) -> None:
@@ -229,8 +253,8 @@ async def test_calls_in_flight_are_bounded(issuer: FakeIssuer, make_verifier: Ma
         timeout=10,
     )
     assert [type(outcome) for outcome in outcomes] == [
-        AccessToken,
-        AccessToken,
+        IntrospectedToken,
+        IntrospectedToken,
         IntrospectionUnavailableError,
     ]
     refused = outcomes[2]

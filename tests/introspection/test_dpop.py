@@ -21,7 +21,8 @@ from resource_guard import (
     IntrospectionVerifier,
     TokenVerifier,
 )
-from resource_guard.dpop import DPoPKey, DPoPPolicy
+from resource_guard.dpop import DPoPKey, DPoPMode, DPoPPolicy
+from resource_guard.introspection import IntrospectedToken
 from resource_guard.mcp import MCPTokenVerifier
 from resource_guard.testing import FakeClock, FakeIssuer
 from tests.asgi_client import call
@@ -30,7 +31,7 @@ from tests.helpers import ORDERS_AUDIENCE
 from .conftest import MakeVerifier
 
 
-def app_with(verifier: IntrospectionVerifier) -> BearerAuthMiddleware:
+def app_with(verifier: IntrospectionVerifier | HybridVerifier) -> BearerAuthMiddleware:
     async def orders(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
 
@@ -75,6 +76,10 @@ def token(key_id: str | None) -> AccessToken:
     return AccessToken(claims={}, scopes=frozenset(), expires_at=datetime.now(UTC), key_id=key_id)
 
 
+def introspected() -> IntrospectedToken:
+    return IntrospectedToken(claims={}, scopes=frozenset(), expires_at=datetime.now(UTC))
+
+
 async def test_the_hybrid_answers_each_side_s_policy(
     issuer: FakeIssuer, make_verifier: MakeVerifier, clock: FakeClock
 ) -> None:
@@ -83,10 +88,38 @@ async def test_the_hybrid_answers_each_side_s_policy(
     hybrid = HybridVerifier(jwt=jwt_side, opaque=opaque_side)
     assert hybrid.dpop_policy() is jwt_side.dpop_policy()
     assert hybrid.dpop_policy(token("kid-1")) is jwt_side.dpop_policy()
-    assert hybrid.dpop_policy(token(None)) is opaque_side.dpop_policy()
+    assert hybrid.dpop_policy(token(None)) is jwt_side.dpop_policy()  # a JWT without kid
+    assert hybrid.dpop_policy(introspected()) is opaque_side.dpop_policy()
     assert hybrid.issuers == (issuer.issuer,)
     assert hybrid.audiences == (ORDERS_AUDIENCE,)
     await hybrid.aclose()
+
+
+@pytest.mark.parametrize("jwt_mode", ["required", "off"])
+async def test_a_jwt_without_kid_gets_the_jwt_side_s_policy(
+    issuer: FakeIssuer, make_verifier: MakeVerifier, clock: FakeClock, jwt_mode: DPoPMode
+) -> None:
+    """The side is the one that verified the token, not a guess from ``key_id``: a JWT
+    signed by a key without ``kid`` must not get the introspection side's policy (with
+    "required" on the JWT side and "off" on the other, that guess let a bare bearer JWT
+    through), nor the reverse."""
+    opaque_mode = "off" if jwt_mode == "required" else "required"
+    jwt_side = TokenVerifier(issuer.issuer, ORDERS_AUDIENCE, clock=clock, dpop=jwt_mode)
+    hybrid = HybridVerifier(jwt=jwt_side, opaque=make_verifier(dpop=opaque_mode))
+    key = issuer.generate_key("RS256")  # the only RS256 key published
+    issuer.publish_raw_jwk({k: v for k, v in key.public_jwk().items() if k != "kid"})
+    jwt = issuer.mint(key=key, kid=None)  # neither the header nor the JWK has a kid
+    access = await hybrid.verify(jwt)
+    assert access.key_id is None
+    assert hybrid.dpop_policy(access).mode == jwt_mode
+    opaque = await hybrid.verify(issuer.issue_opaque())
+    assert hybrid.dpop_policy(opaque).mode == opaque_mode
+    app = app_with(hybrid)
+    reply = await call(app, headers=[(b"authorization", f"Bearer {jwt}".encode())])
+    assert reply.status == (401 if jwt_mode == "required" else 200)
+    again = await call(app, headers=[(b"authorization", f"Bearer {jwt}".encode())])
+    assert again.status == reply.status  # the cached path too
+    await jwt_side.aclose()
 
 
 async def test_a_side_without_a_policy_gets_the_default() -> None:
@@ -98,6 +131,7 @@ async def test_a_side_without_a_policy_gets_the_default() -> None:
     assert isinstance(policy, DPoPPolicy)
     assert policy.mode == "allowed"
     assert hybrid.dpop_policy(token(None)) is policy
+    assert hybrid.dpop_policy(introspected()) is policy
     assert hybrid.issuers == ("https://a.test",)
     assert hybrid.audiences == ("x", "y")
 

@@ -4,6 +4,7 @@ any log line."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
@@ -28,7 +29,7 @@ from resource_guard.testing import FakeClock, FakeIssuer
 from tests.asgi_client import call
 from tests.helpers import bearer
 
-from .conftest import MakeVerifier
+from .conftest import CLIENT_SECRET, MakeVerifier
 
 
 @pytest.mark.parametrize(
@@ -52,14 +53,21 @@ async def test_a_failing_endpoint_is_unavailable_never_active(
     kind: str,
     options: dict[str, float],
     reason: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     verifier = make_verifier(timeout=0.3)
     issuer.fault(kind, endpoint="introspection", **options)  # type: ignore[arg-type]
     token = issuer.issue_opaque()
     started = time.monotonic()
-    with pytest.raises(IntrospectionUnavailableError, match=reason) as caught:
+    with (
+        caplog.at_level(logging.DEBUG, "resource_guard"),
+        pytest.raises(IntrospectionUnavailableError, match=reason) as caught,
+    ):
         await verifier.verify(token)
     assert time.monotonic() - started < 2
+    for text in (caplog.text, str(caught.value), repr(caught.value)):
+        assert token not in text
+        assert CLIENT_SECRET not in text
     assert caught.value.retry_after >= 1
     assert verifier.last_error is not None
     assert verifier.cached(token) is None
@@ -238,3 +246,31 @@ async def test_the_middleware_serves_opaque_tokens(
     assert issuer.introspection_count == 3
     assert token not in caplog.text
     assert "unknown-token" not in caplog.text
+
+
+async def test_after_the_cooldown_one_call_probes_the_endpoint(
+    issuer: FakeIssuer, make_verifier: MakeVerifier, clock: FakeClock
+) -> None:
+    """Once the cooldown is over, a burst of new tokens makes one call, not one each (no
+    retry storm on an endpoint coming back); its success lets every token through again."""
+    verifier = make_verifier(cooldown=2)
+    issuer.fault("status", endpoint="introspection", status=503)
+    with pytest.raises(IntrospectionUnavailableError):
+        await verifier.verify(issuer.issue_opaque())
+    issuer.clear_faults()
+    issuer.fault("slow", endpoint="introspection", delay=0.2)
+    clock.advance(3)
+    tokens = [issuer.issue_opaque(f"user-{n}") for n in range(5)]
+    outcomes = await asyncio.gather(
+        *(verifier.verify(token) for token in tokens), return_exceptions=True
+    )
+    assert getattr(outcomes[0], "subject", None) == "user-0"
+    for refused in outcomes[1:]:
+        assert isinstance(refused, IntrospectionUnavailableError)
+        assert "probing" in refused.message
+        assert refused.retry_after == 1
+    assert issuer.introspection_count == 2
+    issuer.clear_faults()
+    recovered = await asyncio.gather(*(verifier.verify(token) for token in tokens[1:]))
+    assert [access.subject for access in recovered] == ["user-1", "user-2", "user-3", "user-4"]
+    assert issuer.introspection_count == 6

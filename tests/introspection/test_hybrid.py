@@ -4,6 +4,8 @@ other token introspected (no JWKS fetch); proved with the fake issuer's request 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import fields
+from datetime import UTC, datetime
 from typing import Any
 from unittest import mock
 
@@ -15,10 +17,13 @@ from resource_guard import (
     InactiveTokenError,
     IntrospectionVerifier,
     InvalidSignatureError,
+    MalformedTokenError,
     TokenVerifier,
     TrustedIssuers,
 )
 from resource_guard._hybrid import unverified_issuer
+from resource_guard.dpop import DPoPPolicy
+from resource_guard.introspection import IntrospectedToken
 from resource_guard.testing import FakeClock, FakeIssuer
 from tests.helpers import ORDERS_AUDIENCE, compact
 
@@ -125,7 +130,17 @@ async def test_cached_answers_either_side_without_waiting(
 
 
 async def test_sides_without_cached_are_asked_through_verify(issuer: FakeIssuer) -> None:
-    access = mock.Mock(spec=AccessToken)
+    """Another opaque verifier's AccessToken comes back marked as the opaque side's (the
+    mark picks the side's DPoP policy), every field kept."""
+    access = AccessToken(
+        claims={"sub": "s"},
+        scopes=frozenset({"a"}),
+        expires_at=datetime.now(UTC),
+        subject="s",
+        client_id="c",
+        issuer="https://plain.test",
+        key_id="k",
+    )
 
     class Plain:
         issuer = "https://plain.test"
@@ -133,13 +148,32 @@ async def test_sides_without_cached_are_asked_through_verify(issuer: FakeIssuer)
         async def verify(self, token: str) -> Any:
             return access
 
+        def dpop_policy(self, token: AccessToken | None = None) -> DPoPPolicy:
+            return policy
+
         async def start(self) -> None: ...
         async def aclose(self) -> None: ...
 
+    policy = DPoPPolicy("off")
     hybrid = HybridVerifier(jwt=Plain(), opaque=Plain())  # type: ignore[arg-type]
     assert hybrid.cached("a.b.c") is None
     assert hybrid.cached("opaque") is None
-    assert await hybrid.verify("opaque") is access
+    found = await hybrid.verify("opaque")
+    assert isinstance(found, IntrospectedToken)
+    assert all(getattr(found, f.name) == getattr(access, f.name) for f in fields(AccessToken))
+    assert hybrid.dpop_policy(found) is policy
+
+
+async def test_another_opaque_side_s_cached_tokens_are_marked_too() -> None:
+    access = AccessToken(claims={}, scopes=frozenset(), expires_at=datetime.now(UTC))
+    jwt_side = mock.Mock(spec=["verify", "cached", "start", "aclose"])
+    jwt_side.cached.return_value = None
+    opaque_side = mock.Mock(spec=["verify", "cached", "start", "aclose"])
+    opaque_side.cached.return_value = access
+    hybrid = HybridVerifier(jwt=jwt_side, opaque=opaque_side, jwt_issuers=["https://a.test"])
+    found = hybrid.cached("opaque")
+    assert isinstance(found, IntrospectedToken)
+    assert found.expires_at == access.expires_at
 
 
 async def test_trusted_issuers_decide_what_is_local(
@@ -221,3 +255,25 @@ async def test_aclose_closes_both_even_when_one_fails() -> None:
     with pytest.raises(RuntimeError):
         await hybrid.aclose()
     opaque_side.aclose.assert_awaited_once()
+
+
+async def test_an_oversized_token_is_refused_before_its_iss_is_read(
+    issuer: FakeIssuer, hybrid_parts: tuple[TokenVerifier, IntrospectionVerifier]
+) -> None:
+    """As TrustedIssuers does: no decoding of a huge payload just to route it, and neither
+    side sees it."""
+    jwt_side, opaque_side = hybrid_parts
+    hybrid = HybridVerifier(jwt=jwt_side, opaque=opaque_side, max_token_bytes=1024)
+    big = issuer.mint(claims={"pad": "x" * 2000})
+    with (
+        mock.patch("resource_guard._hybrid.unverified_issuer") as read,
+        pytest.raises(MalformedTokenError, match="larger"),
+    ):
+        await hybrid.verify(big)
+    read.assert_not_called()
+    assert (issuer.jwks_fetches, issuer.introspection_count) == (0, 0)
+    assert hybrid.cached(big) is None
+    assert not hybrid.routes_to_jwt(big)
+    assert (await hybrid.verify(issuer.mint("small"))).subject == "small"
+    with pytest.raises(ValueError, match="max_token_bytes"):
+        HybridVerifier(jwt=jwt_side, opaque=opaque_side, max_token_bytes=10)

@@ -1,5 +1,5 @@
 """RFC 9701 answers: signed by the issuer, checked like a JWT (key from the JWKS, typ, iss,
-aud = our client, iat) before the token_introspection object is judged. An answer that
+aud naming us, iat) before the token_introspection object is judged. An answer that
 does not hold is a failure of the endpoint (503), never a verdict on the token."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import pytest
 
 from resource_guard import InactiveTokenError, IntrospectionUnavailableError
 from resource_guard.testing import FakeClock, FakeIssuer
+from tests.helpers import ORDERS_AUDIENCE
 
 from .conftest import CLIENT_ID, MakeVerifier
 
@@ -105,10 +106,14 @@ async def test_a_signed_answer_that_does_not_hold_is_a_failure(
         await verifier.verify(issuer.issue_opaque())
 
 
-async def test_the_audience_may_be_a_list_holding_our_client(
-    issuer: FakeIssuer, make_verifier: MakeVerifier
+@pytest.mark.parametrize("aud", [["other", CLIENT_ID], ORDERS_AUDIENCE, ["x", ORDERS_AUDIENCE]])
+async def test_the_audience_names_this_resource_server(
+    issuer: FakeIssuer, make_verifier: MakeVerifier, aud: object
 ) -> None:
-    issuer.introspection_jwt_hook = set_claims(aud=["other", CLIENT_ID])
+    """RFC 9701 §5: ``aud`` identifies the resource server receiving the answer: servers
+    name it by its client id (the default here) or by its resource identifier, one of
+    the configured audiences (the RFC's own example); either binds the answer to us."""
+    issuer.introspection_jwt_hook = set_claims(aud=aud)
     await make_verifier(response_format="jwt").verify(issuer.issue_opaque())
 
 

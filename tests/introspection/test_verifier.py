@@ -3,6 +3,7 @@ the AccessToken it gives, and the options it checks at construction."""
 
 from __future__ import annotations
 
+import socket
 from datetime import UTC, datetime
 from typing import Any
 
@@ -198,6 +199,10 @@ async def test_another_audience_claim_can_be_configured(
         ("token_use", "refresh_token", False),
         ("token_use", "access_token", True),
         ("typ", "Refresh", False),
+        ("typ", "Offline", False),  # Keycloak's offline token: a refresh token
+        ("typ", "ID", False),  # Keycloak's ID token: not an access token either
+        ("token_type", "id_token", False),
+        ("token_type", "urn:ietf:params:oauth:token-type:id_token", False),
         ("typ", "Bearer", True),
     ],
 )
@@ -374,3 +379,139 @@ def test_plain_http_is_allowed_when_asked() -> None:
         allow_insecure_http=True,
     )
     assert verifier.introspection_endpoint == "http://idp.test/introspect"
+
+
+async def test_fail_fast_start_proves_the_credentials(
+    issuer: FakeIssuer, make_verifier: MakeVerifier
+) -> None:
+    """One introspection of a random token: refused credentials show at start-up."""
+    verifier = make_verifier(fail_fast=True)
+    await verifier.start()
+    assert issuer.introspection_count == 1
+    assert len(verifier.cache) == 0  # the probe's answer is not remembered
+    assert (await verifier.verify(issuer.issue_opaque("u"))).subject == "u"
+    wrong = make_verifier(fail_fast=True, client_secret="wrong-secret")
+    with pytest.raises(IntrospectionUnavailableError, match="HTTP 401") as caught:
+        await wrong.start()
+    assert caught.value.permanent
+    assert "will not fix itself" in caught.value.message
+    assert "wrong-secret" not in str(caught.value)
+    await make_verifier(client_secret="wrong-secret").start()  # without fail_fast: logged
+
+
+@pytest.mark.parametrize(
+    ("faults", "overrides", "match"),
+    [
+        ((("discovery", 404), ("oauth_metadata", 404)), {}, "404"),
+        ((), {"introspection_endpoint": None}, "introspection_endpoint"),
+        ((("introspection", 403),), {}, "HTTP 403"),
+    ],
+)
+async def test_fail_fast_start_raises_on_a_misconfiguration(
+    issuer: FakeIssuer,
+    make_verifier: MakeVerifier,
+    faults: tuple[tuple[str, int], ...],
+    overrides: dict[str, Any],
+    match: str,
+) -> None:
+    for endpoint, status in faults:
+        issuer.fault("status", endpoint=endpoint, status=status)
+    issuer.metadata_overrides.update(overrides)
+    with pytest.raises(IntrospectionUnavailableError, match=match) as caught:
+        await make_verifier(fail_fast=True).start()
+    assert caught.value.permanent
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        (("discovery", 503), ("oauth_metadata", 404)),  # one location may come back
+        (("introspection", 503),),
+        (("introspection", 429),),
+    ],
+)
+async def test_fail_fast_start_only_logs_an_outage(
+    issuer: FakeIssuer,
+    make_verifier: MakeVerifier,
+    caplog: pytest.LogCaptureFixture,
+    faults: tuple[tuple[str, int], ...],
+) -> None:
+    for endpoint, status in faults:
+        issuer.fault("status", endpoint=endpoint, status=status)
+    await make_verifier(fail_fast=True).start()
+    assert "not ready yet" in caplog.text
+
+
+@pytest.mark.parametrize("active", [True, "false", None])
+async def test_fail_fast_start_refuses_an_endpoint_calling_a_random_token_active(
+    issuer: FakeIssuer, make_verifier: MakeVerifier, active: object
+) -> None:
+    """A stub answering active for anything (or not saying false) must not go live."""
+    issuer.introspection_hook = lambda answer: {"active": active, "sub": "anyone"}
+    with pytest.raises(IntrospectionUnavailableError, match="random token") as caught:
+        await make_verifier(fail_fast=True).start()
+    assert caught.value.permanent
+
+
+def test_fail_fast_must_be_a_bool(make_verifier: MakeVerifier) -> None:
+    with pytest.raises(TypeError, match="fail_fast"):
+        make_verifier(fail_fast="yes")
+
+
+async def test_from_env_reads_the_introspection_variables(
+    issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    environment = {
+        "RESOURCE_GUARD_ISSUER": issuer.issuer,
+        "RESOURCE_GUARD_AUDIENCE": f"{ORDERS_AUDIENCE}, api://other",
+        "RESOURCE_GUARD_INTROSPECTION_CLIENT_ID": CLIENT_ID,
+        "RESOURCE_GUARD_INTROSPECTION_CLIENT_SECRET": CLIENT_SECRET,
+        "RESOURCE_GUARD_INTROSPECTION_CLIENT_AUTH": "client_secret_post",
+        "RESOURCE_GUARD_INTROSPECTION_ENDPOINT": issuer.introspection_endpoint,
+        "RESOURCE_GUARD_INTROSPECTION_CACHE_TTL": "30",
+        "RESOURCE_GUARD_CLIENT_ID": "the-service-calling-others",  # not ours
+        "RESOURCE_GUARD_LEEWAY": " ",  # blank: unset
+    }
+    verifier = IntrospectionVerifier.from_env(environment, clock=clock)
+    assert verifier.audiences == (ORDERS_AUDIENCE, "api://other")
+    assert (verifier.client_id, verifier.client_auth) == (CLIENT_ID, "client_secret_post")
+    assert verifier.introspection_endpoint == issuer.introspection_endpoint
+    token = issuer.issue_opaque("env-user", expires_in=3600)
+    assert (await verifier.verify(token)).subject == "env-user"
+    clock.advance(31)  # the cache bound came from the environment
+    await verifier.verify(token)
+    assert issuer.introspection_count == 2
+    await verifier.aclose()
+    with pytest.raises(ValueError, match="RESOURCE_GUARD_INTROSPECTION_CACHE_TTL"):
+        IntrospectionVerifier.from_env(
+            {**environment, "RESOURCE_GUARD_INTROSPECTION_CACHE_TTL": "soon"}
+        )
+
+
+def test_from_env_names_the_missing_variables() -> None:
+    with pytest.raises(ValueError, match="RESOURCE_GUARD_ISSUER") as caught:
+        IntrospectionVerifier.from_env({"RESOURCE_GUARD_AUDIENCE": "api://orders"})
+    assert "RESOURCE_GUARD_INTROSPECTION_CLIENT_ID" in str(caught.value)
+    assert "RESOURCE_GUARD_AUDIENCE" not in str(caught.value)
+    built = IntrospectionVerifier.from_env(
+        {}, issuer="https://idp.test", audience="api", client_id="c", client_secret="s"
+    )
+    assert built.client_id == "c"
+
+
+def test_from_env_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESOURCE_GUARD_ISSUER", "https://idp.test")
+    monkeypatch.setenv("RESOURCE_GUARD_AUDIENCE", "api")
+    monkeypatch.setenv("RESOURCE_GUARD_INTROSPECTION_CLIENT_ID", "c")
+    monkeypatch.setenv("RESOURCE_GUARD_INTROSPECTION_CLIENT_SECRET", "s")
+    assert IntrospectionVerifier.from_env().issuer == "https://idp.test"
+
+
+async def test_fail_fast_start_only_logs_an_issuer_that_does_not_answer(
+    make_verifier: MakeVerifier, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    await make_verifier(issuer=f"http://127.0.0.1:{port}", fail_fast=True).start()
+    assert "not ready yet" in caplog.text

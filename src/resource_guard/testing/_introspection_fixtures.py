@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import pytest
 
-from .._introspection import IntrospectionVerifier
+from ..introspection import IntrospectionVerifier
 from ._clock import FakeClock
 from ._issuer import FakeIssuer
 

@@ -18,8 +18,8 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import TypeVar
 
-from ._models import AccessToken
-from .exceptions import InvalidTokenError
+from .._models import AccessToken
+from ..exceptions import InvalidTokenError
 
 __all__ = ["IntrospectionCache"]
 

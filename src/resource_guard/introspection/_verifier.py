@@ -15,8 +15,10 @@ Rules (docs/opaque-tokens.md explains them for users):
   oversized, the wrong content type, an RFC 9701 answer that does not verify) is never an
   ``active`` token: :class:`IntrospectionUnavailableError` (503 + ``Retry-After``), and
   new tokens fail fast for a cooldown that grows while failures last (the one backoff
-  formula), so a failing endpoint never sees a retry storm. A 401/403 means our own client
-  credentials are wrong: logged as the misconfiguration it is.
+  formula), so a failing endpoint never sees a retry storm: once the cooldown is over,
+  one call probes the endpoint while other new tokens still get 503. A 401/403 means our
+  own client credentials are wrong: logged as the misconfiguration it is (and raised by
+  ``start()`` with ``fail_fast``).
 """
 
 from __future__ import annotations
@@ -26,19 +28,20 @@ import functools
 import logging
 import math
 import random
+import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import httpx
 
-from . import _options as opt
-from ._algorithms import ALGORITHMS, DEFAULT_ALGORITHMS
-from ._claims import ClaimRules, ScopeMapper, ScopeRules
-from ._client_auth import ClientAuthentication
-from ._discovery import Metadata, discover
-from ._fetch import (
+from .. import _options as opt
+from .._algorithms import ALGORITHMS, DEFAULT_ALGORITHMS
+from .._claims import ClaimRules, ScopeMapper, ScopeRules
+from .._client_auth import ClientAuthentication
+from .._discovery import Metadata, discover
+from .._fetch import (
     FetchError,
     Reply,
     backoff_delay,
@@ -47,25 +50,25 @@ from ._fetch import (
     describe_error,
     send_async,
 )
-from ._introspection_cache import IntrospectionCache
-from ._introspection_response import (
+from .._jwks import RemoteKeySource
+from .._jws import TokenParser, parse_json_object
+from .._models import AccessToken
+from .._token_cache import token_digest
+from ..dpop import DPoPMode, DPoPPolicy
+from ..exceptions import (
+    IntrospectionUnavailableError,
+    InvalidTokenError,
+    KeysUnavailableError,
+    MalformedTokenError,
+)
+from ._cache import IntrospectionCache
+from ._response import (
     JSON_MEDIA_TYPE,
     JWT_MEDIA_TYPE,
     ResponseError,
     ResponseRules,
     open_jwt_response,
     split_jwt_response,
-)
-from ._jwks import RemoteKeySource
-from ._jws import TokenParser, parse_json_object
-from ._models import AccessToken
-from ._token_cache import token_digest
-from .dpop import DPoPMode, DPoPPolicy
-from .exceptions import (
-    IntrospectionUnavailableError,
-    InvalidTokenError,
-    KeysUnavailableError,
-    MalformedTokenError,
 )
 
 logger = logging.getLogger("resource_guard.introspection")
@@ -80,7 +83,17 @@ Outcome = AccessToken | InvalidTokenError | IntrospectionUnavailableError
 
 
 class _Failed(Exception):
-    """One failed introspection call; the message says why (no token, no secret)."""
+    """One failed introspection call; the message says why (no token, no secret).
+    ``permanent``: a misconfiguration that will not fix itself (what ``fail_fast`` raises)."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def _final(status: int | None) -> bool:
+    """An HTTP status that retrying will not change (3xx, 4xx but 408/425/429)."""
+    return status is not None and status < 500 and status not in (408, 425, 429)
 
 
 def _fresh(error: Exception) -> Exception:
@@ -150,6 +163,8 @@ class IntrospectionVerifier:
             (an answer with ``cnf.jkt`` binds the token to a key: the middleware then wants
             a valid proof), ``"required"``, ``"off"``, or a
             :class:`~resource_guard.dpop.DPoPPolicy`.
+        fail_fast: make :meth:`start` raise on a misconfiguration that will not fix
+            itself (see there) instead of logging it.
     """
 
     def __init__(
@@ -187,9 +202,16 @@ class IntrospectionVerifier:
         allow_insecure_http: bool = False,
         clock: Callable[[], float] = time.time,
         dpop: DPoPMode | DPoPPolicy = "allowed",
+        fail_fast: bool = False,
     ) -> None:
-        if not isinstance(allow_insecure_http, bool):
-            raise TypeError("allow_insecure_http must be a bool")
+        for name, flag in (
+            ("allow_insecure_http", allow_insecure_http),
+            ("require_audience", require_audience),
+            ("fail_fast", fail_fast),
+        ):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool")
+        self._fail_fast = fail_fast
         self._insecure = allow_insecure_http
         check_url(issuer, "issuer", allow_insecure_http=allow_insecure_http)
         if "?" in issuer or "#" in issuer:
@@ -211,8 +233,6 @@ class IntrospectionVerifier:
         )
         if response_format not in RESPONSE_FORMATS:
             raise ValueError(f"response_format must be one of {', '.join(RESPONSE_FORMATS)}")
-        if not isinstance(require_audience, bool):
-            raise TypeError("require_audience must be a bool")
         if not isinstance(audience_claim, str) or not audience_claim.strip():
             raise ValueError("audience_claim must name a member, such as 'aud'")
         if scope_mapper is not None and not callable(scope_mapper):
@@ -230,6 +250,8 @@ class IntrospectionVerifier:
         self._algorithms = frozenset(names)
         self._issuer = issuer
         self._audiences = opt.strings("audience", audience)
+        # RFC 9701 answers name us by client id or by resource identifier (its example)
+        self._answer_audiences = frozenset((self._auth.client_id, *self._audiences))
         self._leeway = opt.seconds("leeway", leeway, low=0, high=300)
         self._cache_ttl = opt.seconds("cache_ttl", cache_ttl, low=0, high=3600)
         self._negative_ttl = opt.seconds("negative_cache_ttl", negative_cache_ttl, low=0, high=300)
@@ -269,6 +291,17 @@ class IntrospectionVerifier:
         self.introspection_count = 0
         """Introspection calls started so far (for tests, metrics and benchmarks)."""
         self._dpop = DPoPPolicy.of(dpop)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """Build a verifier from ``RESOURCE_GUARD_*`` environment variables.
+
+        ``RESOURCE_GUARD_ISSUER``, ``RESOURCE_GUARD_AUDIENCE`` and
+        ``RESOURCE_GUARD_INTROSPECTION_CLIENT_ID`` are required; see docs/configuration.md
+        for the rest. Keyword ``overrides`` win over the environment.
+        """
+        settings: dict[str, Any] = opt.settings_from_env(environ, _ENVIRONMENT, 3, overrides)
+        return cls(settings.pop("issuer"), settings.pop("audience"), **settings)
 
     # -- properties --------------------------------------------------------------------
 
@@ -316,17 +349,46 @@ class IntrospectionVerifier:
 
     async def start(self) -> None:
         """Resolve the endpoint (discovery) now and, for RFC 9701 answers, fetch the
-        issuer's keys. A failure is logged, not raised: requests get 503 until it works."""
+        issuer's keys. A failure is logged, not raised: requests get 503 until it works.
+
+        With ``fail_fast=True``, start also introspects one random token (proving the
+        client credentials), and a misconfiguration that will not fix itself (discovery
+        answering 404 or without ``introspection_endpoint``, our credentials refused with
+        401/403, an endpoint that does not answer ``active: false`` for that random token,
+        no usable key for RFC 9701 answers) raises
+        :class:`~resource_guard.IntrospectionUnavailableError` (``permanent=True``; a
+        :class:`~resource_guard.KeysUnavailableError` for the keys). An outage never does.
+        """
         self._bind_loop()
         try:
             async with asyncio.timeout(self._timeout):
                 await self._resolve()
+                if self._fail_fast:
+                    await self._probe()
         except (_Failed, TimeoutError) as exc:
             reason = str(exc) or f"no answer within {self._timeout:g} s"
+            if self._fail_fast and isinstance(exc, _Failed) and exc.permanent:
+                raise IntrospectionUnavailableError(
+                    f"token introspection is misconfigured: {reason}; this will not fix "
+                    "itself, check issuer, introspection_endpoint and the client credentials",
+                    retry_after=max(self._cooldown, 1.0),
+                    permanent=True,
+                ) from None
             logger.warning("token introspection is not ready yet: %s", reason)
             return
         if self._keys is not None:
-            await self._keys.start()
+            await self._keys.start(fail_fast=self._fail_fast)
+
+    async def _probe(self) -> None:
+        """Introspect a random token: proves our credentials, and that the endpoint does
+        not call just anything active (a stub or a misrouted URL would)."""
+        answer = await self._ask(secrets.token_urlsafe(32))
+        if answer.get("active") is not False:
+            raise _Failed(
+                "the endpoint did not answer active=false for a random token: it cannot be "
+                "trusted to judge tokens",
+                permanent=True,
+            )
 
     def dpop_policy(self, token: AccessToken | None = None) -> DPoPPolicy:
         """The DPoP policy (one for every token of this verifier)."""
@@ -435,6 +497,12 @@ class IntrospectionVerifier:
                     "new tokens wait for the cooldown",
                     retry_after=float(max(1, math.ceil(self._retry_at - now))),
                 )
+            if self._failures and self._cooldown and self._pending:
+                raise IntrospectionUnavailableError(
+                    f"token introspection failed recently ({self.last_error}); one call "
+                    "is probing the endpoint",
+                    retry_after=1.0,
+                )
             if len(self._pending) >= self._max_pending:
                 raise IntrospectionUnavailableError(
                     f"{len(self._pending)} introspection calls are in flight already",
@@ -529,7 +597,10 @@ class IntrospectionVerifier:
                 self._auth.client_id,
                 self._auth.method,
             )
-            raise _Failed(f"HTTP {status}: our client credentials were refused (misconfiguration)")
+            raise _Failed(
+                f"HTTP {status}: our client credentials were refused (misconfiguration)",
+                permanent=True,
+            )
         if status != 200:
             raise _Failed(f"HTTP status {status} instead of 200")
         media_type = _media_type(reply)
@@ -559,7 +630,7 @@ class IntrospectionVerifier:
                 key,
                 parts,
                 issuer=self._issuer,
-                client_id=self._auth.client_id,
+                audiences=self._answer_audiences,
                 now=self._clock(),
                 max_age=self._leeway + self._timeout,
                 leeway=self._leeway,
@@ -605,20 +676,60 @@ class IntrospectionVerifier:
         try:
             return metadata.endpoint(name, allow_insecure_http=self._insecure)
         except FetchError as exc:
-            raise _Failed(str(exc)) from None
+            raise _Failed(str(exc), permanent=True) from None
 
     async def _discover(self) -> Metadata:
+        """OIDC discovery, then RFC 8414; a failure is permanent when every location
+        answered for good (404, another issuer's document), not when one did not answer."""
+        statuses: list[int | None] = []
+
         async def get(url: str) -> Reply:
             request = bare_request("GET", url, timeout=self._timeout)
-            return await send_async(
-                self._client(), request, timeout=self._timeout, max_bytes=self._max_response_bytes
-            )
+            try:
+                reply = await send_async(
+                    self._client(),
+                    request,
+                    timeout=self._timeout,
+                    max_bytes=self._max_response_bytes,
+                )
+            except FetchError:
+                statuses.append(None)
+                raise
+            statuses.append(reply.status_code)
+            return reply
 
         try:
             return await discover(self._issuer, get)
         except FetchError as exc:
-            raise _Failed(str(exc)) from None
+            raise _Failed(str(exc), permanent=all(map(_final, statuses))) from None
 
 
 _VERIFY = IntrospectionVerifier.verify
 """IntrospectionVerifier's own verify(): ``cached`` answers only while it is in force."""
+
+_ENVIRONMENT: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
+    ("issuer", "RESOURCE_GUARD_ISSUER", str),
+    ("audience", "RESOURCE_GUARD_AUDIENCE", opt.split_list),
+    ("client_id", "RESOURCE_GUARD_INTROSPECTION_CLIENT_ID", str),
+    ("client_secret", "RESOURCE_GUARD_INTROSPECTION_CLIENT_SECRET", str),
+    ("client_auth", "RESOURCE_GUARD_INTROSPECTION_CLIENT_AUTH", str),
+    ("private_key", "RESOURCE_GUARD_INTROSPECTION_PRIVATE_KEY", str),
+    ("private_key_id", "RESOURCE_GUARD_INTROSPECTION_PRIVATE_KEY_ID", str),
+    ("introspection_endpoint", "RESOURCE_GUARD_INTROSPECTION_ENDPOINT", str),
+    ("response_format", "RESOURCE_GUARD_INTROSPECTION_RESPONSE_FORMAT", str),
+    ("cache_ttl", "RESOURCE_GUARD_INTROSPECTION_CACHE_TTL", float),
+    ("negative_cache_ttl", "RESOURCE_GUARD_INTROSPECTION_NEGATIVE_CACHE_TTL", float),
+    ("audience_claim", "RESOURCE_GUARD_AUDIENCE_CLAIM", str),
+    ("jwks_uri", "RESOURCE_GUARD_JWKS_URI", str),
+    ("algorithms", "RESOURCE_GUARD_ALGORITHMS", opt.split_list),
+    ("leeway", "RESOURCE_GUARD_LEEWAY", float),
+    ("timeout", "RESOURCE_GUARD_TIMEOUT", float),
+    ("scope_claims", "RESOURCE_GUARD_SCOPE_CLAIMS", opt.split_list),
+    ("required_claims", "RESOURCE_GUARD_REQUIRED_CLAIMS", opt.split_list),
+    ("max_token_bytes", "RESOURCE_GUARD_MAX_TOKEN_BYTES", int),
+    ("allow_insecure_http", "RESOURCE_GUARD_ALLOW_INSECURE_HTTP", opt.parse_bool),
+    ("dpop", "RESOURCE_GUARD_DPOP", str),
+)
+"""(option, environment variable, converter); the first three are required. The client
+variables are the introspection's own: RESOURCE_GUARD_CLIENT_ID and its kin belong to
+ClientCredentialsAuth (this service calling others, often as another client)."""

@@ -6,8 +6,8 @@ JSON value ``true``; then the claim rules of the JWT path (:class:`ClaimRules`: 
 members that are present. RFC 7662 makes ``iss``, ``exp`` and ``aud`` optional, so an
 absent one is filled in, for the check only, with a value that passes (``aud`` only when
 ``require_audience`` is off, and then also when it is null or ``[]``): the one set of
-claim rules, not a second copy. A refresh token (``token_type``, Hydra's ``token_use`` or
-Keycloak's ``typ`` saying so) is refused.
+claim rules, not a second copy. A refresh token or an ID token (``token_type``, Hydra's
+``token_use`` or Keycloak's ``typ`` saying so, Keycloak's ``Offline`` included) is refused.
 
 An RFC 9701 answer (``application/token-introspection+jwt``) is a JWS signed by the
 issuer: :func:`split_jwt_response` and :func:`open_jwt_response` check it around the key
@@ -23,16 +23,17 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-from ._claims import ClaimRules, ScopeRules
-from ._jws import Header, TokenParser, decode_payload
-from ._keyset import VerificationKey
-from ._models import AccessToken
-from .exceptions import InactiveTokenError, InvalidClaimError, MalformedTokenError
+from .._claims import ClaimRules, ScopeRules
+from .._jws import Header, TokenParser, decode_payload
+from .._keyset import VerificationKey
+from .._models import AccessToken
+from ..exceptions import InactiveTokenError, InvalidClaimError, MalformedTokenError
 
 __all__ = [
     "JSON_MEDIA_TYPE",
     "JWT_MEDIA_TYPE",
     "JWT_TYP",
+    "IntrospectedToken",
     "ResponseError",
     "ResponseRules",
     "open_jwt_response",
@@ -42,9 +43,25 @@ __all__ = [
 JSON_MEDIA_TYPE = "application/json"
 JWT_MEDIA_TYPE = "application/token-introspection+jwt"
 JWT_TYP = "token-introspection+jwt"
-_REFRESH_TYPES = frozenset(
-    {"refresh_token", "refresh", "urn:ietf:params:oauth:token-type:refresh_token"}
+_REFRESH_TOKEN_KINDS = (
+    "refresh_token",
+    "refresh",
+    "offline",  # Keycloak's offline token
+    "urn:ietf:params:oauth:token-type:refresh_token",
 )
+_ID_TOKEN_KINDS = ("id", "id_token", "urn:ietf:params:oauth:token-type:id_token")
+_NOT_ACCESS_TOKENS = dict.fromkeys(_REFRESH_TOKEN_KINDS, "a refresh token") | dict.fromkeys(
+    _ID_TOKEN_KINDS, "an ID token"
+)
+"""Token kinds (lower case) an answer's ``token_type``/``token_use``/``typ`` may name
+that are not access tokens."""
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class IntrospectedToken(AccessToken):
+    """An :class:`~resource_guard.AccessToken` granted by an introspection answer (not a
+    verified JWT): ``claims`` are the answer's members, ``key_id`` is None. It tells
+    :class:`~resource_guard.HybridVerifier` which side verified a token."""
 
 
 class ResponseError(Exception):
@@ -77,8 +94,9 @@ class ResponseRules:
                 continue
             if not isinstance(kind, str):
                 raise InvalidClaimError(name, "is not a string")
-            if kind.lower() in _REFRESH_TYPES:
-                raise InvalidClaimError(name, "names a refresh token, not an access token")
+            other = _NOT_ACCESS_TOKENS.get(kind.lower())
+            if other is not None:
+                raise InvalidClaimError(name, f"names {other}, not an access token")
         for name in self.required:
             if name not in document:
                 raise InvalidClaimError(name, "is required")
@@ -91,7 +109,7 @@ class ResponseRules:
         rules.check(view, now)
         exp = document.get("exp")
         get = document.get
-        token = AccessToken(
+        token = IntrospectedToken(
             claims=MappingProxyType(dict(document)),
             scopes=self.scopes.extract(document),
             expires_at=datetime.fromtimestamp(no_exp_until if exp is None else exp, UTC),
@@ -126,14 +144,15 @@ def open_jwt_response(
     parts: tuple[Header, str, bytes, bytes],
     *,
     issuer: str,
-    client_id: str,
+    audiences: frozenset[str],
     now: float,
     max_age: float,
     leeway: float,
 ) -> dict[str, Any]:
     """The ``token_introspection`` object of a signed answer, once the signature, ``iss``,
-    ``aud`` (our client id) and ``iat`` (neither ahead by more than the leeway nor older
-    than ``max_age``) hold; ResponseError otherwise."""
+    ``aud`` (naming one of ``audiences``: our client id, our resource identifiers) and
+    ``iat`` (neither ahead by more than the leeway nor older than ``max_age``) hold;
+    ResponseError otherwise."""
     header, payload_segment, signing_input, signature = parts
     if not key.verify(header.alg, signing_input, signature):
         raise ResponseError(f"the JWT answer's signature does not verify (kid={header.kid!r:.66})")
@@ -144,8 +163,9 @@ def open_jwt_response(
     if claims.get("iss") != issuer:
         raise ResponseError("the JWT answer's iss is not the issuer")
     aud = claims.get("aud")
-    if not (aud == client_id or (isinstance(aud, list) and client_id in aud)):
-        raise ResponseError("the JWT answer's aud is not this client")
+    named = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if audiences.isdisjoint(item for item in named if isinstance(item, str)):
+        raise ResponseError("the JWT answer's aud is not this resource server")
     iat = claims.get("iat")
     if isinstance(iat, bool) or not isinstance(iat, int | float) or not math.isfinite(iat):
         raise ResponseError("the JWT answer has no numeric iat")
