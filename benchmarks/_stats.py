@@ -1,10 +1,30 @@
-"""Medians, percentiles and plain-text tables: what every benchmark reports with."""
+"""Timing loops, medians, percentiles and plain-text tables: what every benchmark reports
+with."""
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+
+
+def per_call(call: Callable[[], object], iterations: int) -> float:
+    """Microseconds per call of ``call``, timed over ``iterations`` calls in a row."""
+    clock = time.perf_counter
+    start = clock()
+    for _ in range(iterations):
+        call()
+    return (clock() - start) / iterations * 1e6
+
+
+async def per_await(call: Callable[[], Awaitable[object]], iterations: int) -> float:
+    """Microseconds per awaited call of ``call``, timed over ``iterations`` in a row."""
+    clock = time.perf_counter
+    start = clock()
+    for _ in range(iterations):
+        await call()
+    return (clock() - start) / iterations * 1e6
 
 
 def median(values: Iterable[float]) -> float:

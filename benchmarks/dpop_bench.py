@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import AUDIENCE, CLIENT_ID, SCOPES
-from benchmarks._stats import fmt, median, ratio, table
+from benchmarks._stats import fmt, median, per_call, ratio, table
 from benchmarks.verify_bench import floor_check
 from resource_guard import TokenVerifier
 from resource_guard._keyset import load_key
@@ -96,14 +96,6 @@ async def _requests(app: Any, scopes: Sequence[dict[str, Any]]) -> float:
     return elapsed / len(scopes) * 1e6
 
 
-def _per_call(call: Callable[[], object], iterations: int) -> float:
-    clock = time.perf_counter
-    start = clock()
-    for _ in range(iterations):
-        call()
-    return (clock() - start) / iterations * 1e6
-
-
 async def _measure_one(
     algorithm: str, store: ReplayStoreFactory, rounds: int, iterations: int
 ) -> tuple[str, DPoPRow]:
@@ -142,14 +134,14 @@ async def _measure_one(
             times["bearer"].append(await _requests(app, bearer_scopes))
             times["dpop"].append(await _requests(app, dpop_scopes))
             times["proof"].append(
-                _per_call(
+                per_call(
                     lambda proofs=proofs: checker.verify(  # type: ignore[misc]
                         next(proofs), method="GET", url=URL, access_token=bound
                     ),
                     iterations,
                 )
             )
-            times["floor"].append(_per_call(floor, iterations))
+            times["floor"].append(per_call(floor, iterations))
     finally:
         await verifier.aclose()
     label = type(replay_store).__name__

@@ -26,12 +26,12 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from benchmarks._common import AUDIENCE, CLIENT_ID, ROOT, SCOPES, SERVER_CPU, pinned
-from benchmarks._stats import fmt, median, percentile, ratio, table
+from benchmarks._stats import fmt, median, per_await, per_call, percentile, ratio, table
 from resource_guard import IntrospectionVerifier, TokenVerifier
 from resource_guard.testing import FakeIssuer
 
@@ -95,22 +95,6 @@ def _introspection_verifier(fake: FakeIssuer, **options: Any) -> IntrospectionVe
     )
 
 
-def _per_call(call: Callable[[], object], iterations: int) -> float:
-    clock = time.perf_counter
-    start = clock()
-    for _ in range(iterations):
-        call()
-    return (clock() - start) / iterations * 1e6
-
-
-async def _per_await(call: Callable[[], Awaitable[object]], iterations: int) -> float:
-    clock = time.perf_counter
-    start = clock()
-    for _ in range(iterations):
-        await call()
-    return (clock() - start) / iterations * 1e6
-
-
 async def _hits(rounds: int, iterations: int) -> list[HitRow]:
     fake = _issuer()
     jwt_token = fake.mint(scopes=SCOPES, client_id=CLIENT_ID, expires_in=7200)
@@ -128,11 +112,11 @@ async def _hits(rounds: int, iterations: int) -> list[HitRow]:
         times: dict[str, list[float]] = {key: [] for key in ("cj", "co", "vj", "vo")}
         for _ in range(rounds):
             gc.collect()
-            times["cj"].append(_per_call(lambda: jwt_side.cached(jwt_raw), iterations))
-            times["co"].append(_per_call(lambda: opaque_side.cached(opaque_raw), iterations))
-            times["vj"].append(await _per_await(lambda: jwt_side.verify(jwt_token), iterations))
+            times["cj"].append(per_call(lambda: jwt_side.cached(jwt_raw), iterations))
+            times["co"].append(per_call(lambda: opaque_side.cached(opaque_raw), iterations))
+            times["vj"].append(await per_await(lambda: jwt_side.verify(jwt_token), iterations))
             times["vo"].append(
-                await _per_await(lambda: opaque_side.verify(opaque_token), iterations)
+                await per_await(lambda: opaque_side.verify(opaque_token), iterations)
             )
         assert fake.introspection_count == 1
     return [

@@ -18,7 +18,6 @@ import asyncio
 import base64
 import contextlib
 import gc
-import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from benchmarks._common import AUDIENCE, CLIENT_ID, SCOPES
-from benchmarks._stats import fmt, median, ratio, table
+from benchmarks._stats import fmt, median, per_await, per_call, ratio, table
 from resource_guard import TokenVerifier
 from resource_guard._keyset import VerificationKey
 from resource_guard.testing import FakeIssuer
@@ -90,22 +89,6 @@ def _signature_skipped() -> Iterator[None]:
         VerificationKey.verify = original  # type: ignore[method-assign]
 
 
-def _per_call(call: Callable[[], object], iterations: int) -> float:
-    clock = time.perf_counter
-    start = clock()
-    for _ in range(iterations):
-        call()
-    return (clock() - start) / iterations * 1e6
-
-
-async def _per_await(call: Callable[[], Awaitable[object]], iterations: int) -> float:
-    clock = time.perf_counter
-    start = clock()
-    for _ in range(iterations):
-        await call()
-    return (clock() - start) / iterations * 1e6
-
-
 async def _measure_one(
     algorithm: str, rounds: int, iterations: int, hot_iterations: int
 ) -> VerifyRow:
@@ -145,12 +128,12 @@ async def _measure_one(
         }
         for _ in range(rounds):
             gc.collect()
-            times["floor"].append(_per_call(floor, iterations))
-            times["pyjwt"].append(_per_call(pyjwt, iterations))
-            times["cold"].append(await _per_await(verify_cold, iterations))
+            times["floor"].append(per_call(floor, iterations))
+            times["pyjwt"].append(per_call(pyjwt, iterations))
+            times["cold"].append(await per_await(verify_cold, iterations))
             with _signature_skipped():
-                times["around"].append(await _per_await(verify_cold, iterations))
-            times["hot"].append(await _per_await(verify_hot, hot_iterations))
+                times["around"].append(await per_await(verify_cold, iterations))
+            times["hot"].append(await per_await(verify_hot, hot_iterations))
     floors = times["floor"]
     return VerifyRow(
         algorithm=algorithm,

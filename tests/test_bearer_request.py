@@ -20,7 +20,6 @@ from resource_guard._bearer_request import (
     TWO_METHODS,
     BearerRequestError,
     extract_credentials,
-    extract_token,
     has_access_token_parameter,
     parse_authorization,
     parse_credentials,
@@ -122,11 +121,11 @@ def test_other_schemes_are_no_credentials(value: bytes) -> None:
 
 
 def test_no_authorization_header_is_no_credentials() -> None:
-    assert extract_token([(b"host", b"api.test")]) is None
+    assert extract_credentials([(b"host", b"api.test")]) is None
 
 
 def test_header_name_is_matched_case_insensitively() -> None:
-    assert extract_token([(b"Authorization", b"Bearer abc")]) == "abc"
+    assert extract_credentials([(b"Authorization", b"Bearer abc")]) == ("abc", False)
 
 
 @pytest.mark.parametrize(
@@ -137,7 +136,7 @@ def test_header_name_is_matched_case_insensitively() -> None:
 def test_two_authorization_headers_are_invalid_request(second: bytes) -> None:
     headers = [(b"authorization", b"Bearer abc"), (b"authorization", second)]
     with pytest.raises(BearerRequestError) as caught:
-        extract_token(headers)
+        extract_credentials(headers)
     assert caught.value.description == DUPLICATE_HEADERS
 
 
@@ -155,7 +154,7 @@ def test_two_authorization_headers_are_invalid_request(second: bytes) -> None:
 )
 def test_header_plus_query_token_is_invalid_request(query: bytes) -> None:
     with pytest.raises(BearerRequestError) as caught:
-        extract_token(auth(b"Bearer abc"), query)
+        extract_credentials(auth(b"Bearer abc"), query)
     assert caught.value.description == TWO_METHODS
 
 
@@ -165,15 +164,15 @@ def test_header_plus_query_token_is_invalid_request(query: bytes) -> None:
     ids=["empty", "other", "suffix-name", "prefix-name", "as-value", "encoded-other"],
 )
 def test_other_query_parameters_are_fine(query: bytes) -> None:
-    assert extract_token(auth(b"Bearer abc"), query) == "abc"
+    assert extract_credentials(auth(b"Bearer abc"), query) == ("abc", False)
 
 
 def test_query_token_alone_is_no_credentials() -> None:
-    assert extract_token([(b"host", b"api.test")], b"access_token=abc") is None
+    assert extract_credentials([(b"host", b"api.test")], b"access_token=abc") is None
 
 
 def test_query_token_with_another_scheme_is_no_credentials() -> None:
-    assert extract_token(auth(b"Basic dXNlcjpwYXNz"), b"access_token=abc") is None
+    assert extract_credentials(auth(b"Basic dXNlcjpwYXNz"), b"access_token=abc") is None
 
 
 def test_access_token_parameter_detection() -> None:
@@ -236,7 +235,7 @@ def test_every_spelling_of_access_token_is_caught(data: bytes) -> None:
     assert reference_names_access_token(data)
     assert has_access_token_parameter(data)
     with pytest.raises(BearerRequestError) as caught:
-        extract_token(auth(b"Bearer abc"), data)
+        extract_credentials(auth(b"Bearer abc"), data)
     assert caught.value.description == TWO_METHODS
 
 
@@ -244,7 +243,7 @@ def test_every_spelling_of_access_token_is_caught(data: bytes) -> None:
 def test_other_names_and_values_are_not_access_token(data: bytes) -> None:
     assert not reference_names_access_token(data)
     assert not has_access_token_parameter(data)
-    assert extract_token(auth(b"Bearer abc"), data) == "abc"
+    assert extract_credentials(auth(b"Bearer abc"), data) == ("abc", False)
 
 
 FRAGMENTS = st.sampled_from(
@@ -381,11 +380,8 @@ def test_malformed_credentials_are_invalid_request(value: bytes, description: st
     assert caught.value.description == description
 
 
-def test_extract_credentials_checks_like_extract_token() -> None:
-    assert extract_credentials([(b"host", b"api.test")]) is None
-    assert extract_credentials(auth(b"Basic dXNlcjpwYXNz"), b"access_token=x") is None
+def test_extract_credentials_takes_the_dpop_scheme_too() -> None:
     assert extract_credentials(auth(b"DPoP abc"), b"page=2") == ("abc", True)
     with pytest.raises(BearerRequestError, match="more than one method"):
         extract_credentials(auth(b"DPoP abc"), b"access_token=x")
-    assert extract_token(auth(b"DPoP abc")) is None  # bearer only: DPoP is another scheme
     assert quick_token(auth(b"DPoP abc")) is None  # never answered from the cache unchecked

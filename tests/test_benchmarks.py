@@ -27,6 +27,17 @@ from resource_guard.testing import FakeIssuer
 from .asgi_client import call
 
 
+async def test_timing_loops_call_as_often_as_asked() -> None:
+    calls: list[int] = []
+
+    async def awaited() -> None:
+        calls.append(2)
+
+    assert _stats.per_call(lambda: calls.append(1), 3) >= 0
+    assert await _stats.per_await(awaited, 2) >= 0
+    assert calls == [1, 1, 1, 2, 2]
+
+
 def test_stats_helpers() -> None:
     """Nearest-rank percentiles, medians, ratios and aligned Markdown tables."""
     assert _stats.percentile([5.0, 1.0, 3.0, 2.0, 4.0], 50) == 3.0

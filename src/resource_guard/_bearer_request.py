@@ -15,7 +15,6 @@ __all__ = [
     "TWO_METHODS",
     "BearerRequestError",
     "extract_credentials",
-    "extract_token",
     "has_access_token_parameter",
     "has_form_body",
     "parse_authorization",
@@ -166,7 +165,7 @@ def quick_token(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
     """``<token>`` of the one ``Authorization: Bearer <token>`` header, *unchecked* bytes.
 
     Only good for looking up a token verified before (a hit proves it well-formed); None
-    for anything else, which :func:`extract_token` then parses carefully.
+    for anything else, which :func:`extract_credentials` then parses carefully.
     """
     try:
         value = _authorization(headers)
@@ -177,28 +176,17 @@ def quick_token(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
     return value[7:]
 
 
-def extract_token(headers: Iterable[tuple[bytes, bytes]], query_string: bytes = b"") -> str | None:
-    """The bearer token of a request from its ASGI headers, or None without one.
+def extract_credentials(
+    headers: Iterable[tuple[bytes, bytes]], query_string: bytes = b""
+) -> tuple[str, bool] | None:
+    """``(token, dpop)`` of a request from its ASGI headers: the ``Bearer`` scheme
+    (``dpop`` False) or the ``DPoP`` scheme (True); None without credentials of either.
 
     None means "no credentials": no ``Authorization`` header or another scheme. A token
     only in the query string is never accepted, so it is None too. Raises
     :class:`BearerRequestError` for two ``Authorization`` headers, a malformed one, or a
     header token together with an ``access_token`` query parameter.
     """
-    value = _authorization(headers)
-    if value is None:
-        return None
-    token = parse_authorization(value)
-    if token is not None and query_string and has_access_token_parameter(query_string):
-        raise BearerRequestError(TWO_METHODS)
-    return token
-
-
-def extract_credentials(
-    headers: Iterable[tuple[bytes, bytes]], query_string: bytes = b""
-) -> tuple[str, bool] | None:
-    """Like :func:`extract_token`, for the ``Bearer`` and the ``DPoP`` scheme:
-    ``(token, dpop)``, or None without credentials of either."""
     value = _authorization(headers)
     if value is None:
         return None
