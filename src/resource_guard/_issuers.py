@@ -18,8 +18,8 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from types import MappingProxyType, TracebackType
-from typing import Any, Literal, Self
+from types import MappingProxyType
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from . import _options as opt
@@ -27,6 +27,7 @@ from ._decisions import clean
 from ._jwks import RemoteKeySource
 from ._jws import Header, TokenParser, decode_payload
 from ._models import AccessToken
+from ._protocol import Lifecycle
 from ._verifier import DEFAULT_MAX_TOKEN_BYTES, TokenVerifier
 from .dpop import DPoPPolicy
 from .exceptions import InvalidTokenError, UnknownIssuerError
@@ -325,7 +326,7 @@ class IssuerTemplate:
 _Route = tuple[TokenVerifier, IssuerTemplate | None, str]
 
 
-class TrustedIssuers:
+class TrustedIssuers(Lifecycle):
     """Verifies bearer JWTs of several issuers: each token goes to the verifier of its
     ``iss``. Meets :class:`~resource_guard.Verifier`, so ``BearerAuthMiddleware``,
     ``require_scopes`` and the other adapters take it like a :class:`TokenVerifier`.
@@ -490,18 +491,6 @@ class TrustedIssuers:
         errors = await _run_all(member.aclose for member in self._members)
         if errors:
             raise errors[0]
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- verification ------------------------------------------------------------------
 

@@ -3,11 +3,12 @@ and the framework adapters accept: ``TokenVerifier`` today, more kinds to come."
 
 from __future__ import annotations
 
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 from ._models import AccessToken
 
-__all__ = ["Verifier"]
+__all__ = ["Lifecycle", "Verifier"]
 
 
 class Verifier(Protocol):
@@ -39,3 +40,28 @@ class Verifier(Protocol):
     def cached(self, token: str | bytes) -> AccessToken | None: ...
     async def start(self) -> None: ...
     async def aclose(self) -> None: ...
+
+
+class Lifecycle:
+    """``async with thing:`` for anything with ``start()`` and ``aclose()``: start on
+    entry, close on exit (every verifier kind, the MCP adapter)."""
+
+    __slots__ = ()
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

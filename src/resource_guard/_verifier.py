@@ -7,7 +7,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import Any, Self
 
 import httpx
@@ -21,6 +21,7 @@ from ._jwks import RemoteKeySource
 from ._jws import Header, TokenParser, decode_payload
 from ._keyset import VerificationKey
 from ._models import AccessToken
+from ._protocol import Lifecycle
 from ._token_cache import CacheEntry, VerifiedTokenCache, token_digest
 from .dpop import DPoPMode, DPoPPolicy
 from .exceptions import (
@@ -86,7 +87,7 @@ def _check_key_source(
     return key_source
 
 
-class TokenVerifier:
+class TokenVerifier(Lifecycle):
     """Verifies bearer JWT access tokens of one issuer for this resource server.
 
     Keys come from the issuer's JWKS (discovered from ``issuer`` unless ``jwks_uri`` is
@@ -292,18 +293,6 @@ class TokenVerifier:
         if self._owns_keys:
             await self._keys.aclose()
         await self._dpop.aclose()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def dpop_policy(self, token: AccessToken | None = None) -> DPoPPolicy:
         """The DPoP policy for ``token`` (this verifier has one for all its tokens); with

@@ -33,7 +33,6 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
-from typing import Self
 
 try:
     from mcp.server.auth.provider import AccessToken as MCPAccessToken
@@ -48,7 +47,7 @@ from ._access import send_reply
 from ._bearer_reply import BearerReplies
 from ._fetch import check_url
 from ._models import AccessToken
-from ._protocol import Verifier
+from ._protocol import Lifecycle, Verifier
 from .exceptions import InvalidTokenError, VerificationUnavailableError
 
 __all__ = ["NO_CLIENT_ID", "MCPApp", "MCPTokenVerifier"]
@@ -64,7 +63,7 @@ place could: a user's ``sub`` may spell any client's id)."""
 _SHUTDOWN_ENDS = frozenset({"lifespan.shutdown.complete", "lifespan.shutdown.failed"})
 
 
-class MCPTokenVerifier:
+class MCPTokenVerifier(Lifecycle):
     """Any resource-guard verifier (``TokenVerifier``, ``TrustedIssuers``, an
     introspection verifier...) as the MCP SDK's ``TokenVerifier``.
 
@@ -159,13 +158,6 @@ class MCPTokenVerifier:
     async def aclose(self) -> None:
         """Close the verifier."""
         await self.verifier.aclose()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
 
 class MCPApp:

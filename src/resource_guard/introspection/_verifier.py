@@ -31,7 +31,6 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from types import TracebackType
 from typing import Any, Self
 
 import httpx
@@ -53,6 +52,7 @@ from .._fetch import (
 from .._jwks import RemoteKeySource
 from .._jws import TokenParser, parse_json_object
 from .._models import AccessToken
+from .._protocol import Lifecycle
 from .._token_cache import token_digest
 from ..dpop import DPoPMode, DPoPPolicy
 from ..exceptions import (
@@ -109,7 +109,7 @@ def _media_type(reply: Reply) -> str:
     return value.split(";", 1)[0].strip().lower()
 
 
-class IntrospectionVerifier:
+class IntrospectionVerifier(Lifecycle):
     """Verifies opaque access tokens with the issuer's introspection endpoint (RFC 7662).
 
     The same interface as :class:`~resource_guard.TokenVerifier` (``verify``, ``cached``,
@@ -408,18 +408,6 @@ class IntrospectionVerifier:
         if client is not None and self._loop is asyncio.get_running_loop():
             await client.aclose()  # (one of another, finished loop is only dropped)
         await self._dpop.aclose()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def _bind_loop(self) -> None:
         loop = asyncio.get_running_loop()
