@@ -145,20 +145,20 @@ class StreamingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     """Like a network transport (and unlike MockTransport), consume the request body as a
     stream instead of buffering it, so a generator body cannot be sent twice."""
 
-    def __init__(self, server: TokenServer) -> None:
-        self.server = server
+    def __init__(self, handler: Callable[[httpx.Request], httpx.Response]) -> None:
+        self.handler = handler  # a TokenServer, or any other fake server
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, httpx.SyncByteStream)
         for _ in request.stream:
             pass
-        return self.server(request)
+        return self.handler(request)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, httpx.AsyncByteStream)
         async for _ in request.stream:
             pass
-        return self.server(request)
+        return self.handler(request)
 
 
 def json_reply(status: int, body: object, **headers: str) -> httpx.Response:

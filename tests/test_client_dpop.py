@@ -27,7 +27,7 @@ from resource_guard.client._dpop import DPoPSession
 from resource_guard.dpop import DPoPKey, DPoPPolicy, NonceSource, ProofVerifier
 from resource_guard.exceptions import InvalidDPoPProofError, TokenRequestError
 from resource_guard.testing import FakeClock, FakeIssuer, read_unverified
-from tests.client_support import json_reply
+from tests.client_support import StreamingTransport, json_reply
 from tests.loopback import LoopbackServer
 
 API = "https://api.test/orders"
@@ -84,25 +84,6 @@ class Resource:
     def refuse(error: str, description: str) -> httpx.Response:
         challenge = f'DPoP error="{error}", error_description="{description}"'
         return httpx.Response(401, headers={"WWW-Authenticate": challenge})
-
-
-class StreamingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
-    """Consumes the request body as a stream, as a network transport does."""
-
-    def __init__(self, handler: Resource) -> None:
-        self.handler = handler
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        assert isinstance(request.stream, httpx.SyncByteStream)
-        for _ in request.stream:
-            pass
-        return self.handler(request)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        assert isinstance(request.stream, httpx.AsyncByteStream)
-        async for _ in request.stream:
-            pass
-        return self.handler(request)
 
 
 @pytest.fixture
